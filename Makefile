@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make train` (the main job) and `make test` (the suite).
+# Both create .venv and install into it when it is missing or stale.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= torch,test,tensorboard,tensorflow,callbacks
+
+.PHONY: train test install clean-venv bench check-plugin
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: train the default preset with full monitoring, then diagnose it.
+train: $(STAMP)
+	$(BIN)/ntjax train --yes --out runs/default
+	$(BIN)/ntjax debug runs/default
+
+## The test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b --json || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,120 @@
+"""`ntjax`: the command line Claude Code and users run. Thin: parse, call a command, print.
+
+Every command prints human output by default and exactly one JSON object with `--json`; bad input ends
+with one clear line on stderr and exit status 2 (set NTJAX_TRACEBACK=1 to see the traceback of an
+unexpected failure).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from ntjax.errors import NtjaxError
+
+COMMANDS = ("train", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect")
+
+
+@dataclasses.dataclass
+class Result:
+    """What a command returns: the JSON object for `--json`, and the text a person reads."""
+
+    data: dict[str, Any]
+    human: str | Callable[[], None] = ""
+    exit_code: int = 0
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ntjax", description="neural-trainer: train, read, diagnose, "
+                                     "sweep and scale neural-network training runs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:  # TODO(before landing): drop this guard once every command module exists
+            module = importlib.import_module(f"ntjax.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"ntjax.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+def _finite_json(o: Any) -> Any:
+    """Strict JSON: non-finite floats become the strings the metrics contract uses."""
+    if isinstance(o, float):
+        if o != o:
+            return "nan"
+        if o in (float("inf"), float("-inf")):
+            return "inf" if o > 0 else "-inf"
+        return o
+    if isinstance(o, dict):
+        return {str(k): _finite_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite_json(v) for v in o]
+    return o
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """The JSON text `--json` prints: strict (no NaN tokens), numpy values converted."""
+    return json.dumps(_finite_json(json.loads(json.dumps(data, default=_json_default),
+                                              parse_constant=lambda c: float(c))), allow_nan=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    as_json = getattr(args, "json", False)
+    real_stdout = sys.stdout
+    try:
+        # With --json, anything a library prints goes to stderr so stdout holds exactly one object.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result: Result = args.run(args)
+            if not as_json:
+                if callable(result.human):
+                    result.human()
+                elif result.human:
+                    print(result.human)
+    except NtjaxError as e:
+        print(f"ntjax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ntjax {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: one line unless asked for the traceback
+        if os.environ.get("NTJAX_TRACEBACK"):
+            raise
+        print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "
+              "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        return 1
+    if as_json:
+        real_stdout.write(dumps(result.data) + "\n")
+        real_stdout.flush()
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The one error type the CLI turns into a clear one-line message and a non-zero exit."""
+
+
+class NtjaxError(Exception):
+    """Bad input or an impossible request: the message is shown to the user as is, on one line."""
