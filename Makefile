@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= torch,test,tensorboard,tensorflow,callbacks
 
-.PHONY: train test install clean-venv bench check-plugin
+.PHONY: train test install clean-venv bench check-plugin claude-cli
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,3 +30,10 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+## The real Claude Code client (pinned in package-lock.json) for the plugin tests: node_modules/.bin/claude.
+claude-cli: node_modules/.bin/claude
+
+node_modules/.bin/claude: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
