@@ -31,9 +31,10 @@ bench: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-## The real Claude Code client (pinned in package-lock.json) for the plugin tests: node_modules/.bin/claude.
-claude-cli: node_modules/.bin/claude
+## The real Claude Code client (pinned in tests/claude-cli/package-lock.json) for the plugin tests.
+## It lives under tests/ because the client runs `npm ci` on a package.json at a plugin's root on install.
+claude-cli: tests/claude-cli/node_modules/.bin/claude
 
-node_modules/.bin/claude: package.json package-lock.json
-	npm ci --no-audit --no-fund
+tests/claude-cli/node_modules/.bin/claude: tests/claude-cli/package.json tests/claude-cli/package-lock.json
+	npm ci --prefix tests/claude-cli --no-audit --no-fund
 	@touch $@
