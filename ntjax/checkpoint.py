@@ -1,0 +1,70 @@
+"""Checkpoints with orbax: periodic, atomic saves of the whole train state plus a small JSON of trainer
+state, keeping the last N and the best by eval loss.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a run killed mid-save
+leaves the previous checkpoint as the latest usable one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from ntjax.errors import NtjaxError
+
+EVAL_METRIC = "eval/loss"
+
+
+def _best_metric(metrics: dict[str, Any]) -> float:
+    return float(metrics[EVAL_METRIC])
+
+
+class Checkpoints:
+    """The run folder's `checkpoints/`: save, list and restore steps."""
+
+    def __init__(self, directory: str | Path, keep: int = 3, async_save: bool = True, read_only: bool = False):
+        self.directory = Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(
+            # Keep the last `keep` and the best by eval loss (lowest); checkpoints saved without an eval
+            # metric are judged by recency alone.
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(n=keep),
+                policies.BestN(get_metric_fn=_best_metric, reverse=True, n=1,
+                               keep_checkpoints_without_metrics=False),
+            ]),
+            best_fn=_best_metric, best_mode="min", keep_checkpoints_without_metrics=True,
+            enable_async_checkpointing=async_save, create=not read_only, read_only=read_only,
+        )
+        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+        """Save asynchronously (the next steps run while it writes); `wait()` before reading it back."""
+        self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                      meta=ocp.args.JsonSave(meta)),
+                       metrics=metrics, force=True)
+
+    def wait(self) -> None:
+        self._mgr.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        return sorted(self._mgr.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._mgr.latest_step()
+
+    def best_step(self) -> int | None:
+        return self._mgr.best_step()
+
+    def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
+        """The state saved at `step`, laid out like `target` (an abstract or concrete state), and its meta."""
+        if step not in self._mgr.all_steps():
+            raise NtjaxError(f"no checkpoint at step {step} in {self.directory} (have: {self.steps() or 'none'})")
+        out = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                               meta=ocp.args.JsonRestore()))
+        return out["state"], dict(out["meta"])
+
+    def close(self) -> None:
+        self._mgr.wait_until_finished()
+        self._mgr.close()

@@ -1,0 +1,272 @@
+"""The training loop: the thin host layer around the jitted step.
+
+It dispatches step N+1 before reading step N's metrics (so logging never stalls the device), runs the
+probe variant of the step every `probe_every` steps, evaluates and checkpoints on schedule, prints early
+warnings the moment they happen, resumes from the latest checkpoint, and writes the run folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import optax
+
+from ntjax import config as config_lib
+from ntjax.checkpoint import Checkpoints
+from ntjax.config import TrainConfig
+from ntjax.errors import NtjaxError
+from ntjax.logger import MetricLogger, check_writable, truncate_after
+from ntjax.optimizer import make_optimizer
+from ntjax.runfolder import optimizer_evidence, read_config, write_config
+from ntjax.schedules import make_schedule
+from ntjax.step import TrainState, init_state, make_eval_step, make_train_step
+from ntjax.task import Task, build_task
+from ntjax.watch import NoiseScale, Watch
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out_dir: Path
+    final_step: int
+    final_train_loss: float
+    best_eval_loss: float
+    best_eval_step: int | None
+    diverged: bool
+    eval_history: list[tuple[int, float]]
+    events: list[dict[str, Any]]
+    tokens_per_s: float
+    wall_s: float
+    resumed_from: int | None
+
+
+def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, TrainState, Callable]:
+    """The task, the model's graph, a fresh TrainState and a `make_tx(lr_factor)` for this config."""
+    task = build_task(cfg)
+    from flax import nnx
+
+    params = nnx.state(task.model, nnx.Param)
+
+    def make_tx(factor: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
+        base = make_schedule(cfg.schedule, cfg.lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
+                             cfg.decay_fraction)
+        return make_optimizer(cfg, base, params), base
+
+    tx, _ = make_tx(lr_factor)
+    graphdef, state = init_state(task.model, tx)
+    return task, graphdef, state, make_tx
+
+
+def evaluate(eval_step: Callable, state: TrainState, batches: list) -> dict[str, float]:
+    """Mean loss and accuracy over the fixed eval batches, and the perplexity exp(loss)."""
+    outs = [eval_step(state, b) for b in batches]
+    loss = float(np.mean([float(o["loss"]) for o in outs]))
+    acc = float(np.mean([float(o["accuracy"]) for o in outs]))
+    return {"eval/loss": loss, "eval/ppl": math.exp(min(loss, 50.0)), "eval/accuracy": acc}
+
+
+def host_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def device_memory_mb() -> float | None:
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats["bytes_in_use"] / 2**20 if "bytes_in_use" in stats else None
+
+
+def _fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    host = jax.device_get(metrics)
+    return {k: float(v) for k, v in host.items()}
+
+
+def _check_resume(out_dir: Path, cfg: TrainConfig) -> None:
+    saved = read_config(out_dir)
+    if saved.model != cfg.model or saved.spec != cfg.spec:
+        raise NtjaxError(f"{out_dir} holds a run of a different model ({saved.preset}); resume it with the same "
+                         "model, or choose another --out")
+
+
+class Trainer:
+    """One run: set up from a config and a run folder, then `run()`."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None,
+                 progress: bool = True, callback: Callable | None = None, console: Any = None):
+        self.out = Path(out_dir)
+        check_writable(self.out)
+        self.cfg = config_lib.resolve(cfg)
+        self.on_eval, self.progress, self.console = on_eval, progress, console
+        self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg)
+        self.ckpts = Checkpoints(self.out / "checkpoints", keep=self.cfg.keep_ckpts)
+        self.meta = {"data_offset": 0, "lr_factor": 1.0, "rollbacks": 0, "seed": self.cfg.seed}
+        self.resumed_from = self._maybe_resume()
+        self.logger = MetricLogger(self.out, self.cfg.log, config=config_lib.to_dict(self.cfg), callback=callback,
+                                   run_name=self.out.name)
+        self._compile(self.meta["lr_factor"])
+        self.watch = Watch()
+        b = self.cfg.micro_batch_size or self.cfg.batch_size
+        self.noise = NoiseScale(b, self.cfg.batch_size) if self.cfg.accum_steps > 1 else None
+        self.eval_history: list[tuple[int, float]] = []
+        n = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
+        write_config(self.out, self.cfg, {
+            "model": {"class": type(self.task.model).__name__, "n_params": n,
+                      "n_params_non_embedding": self.cfg.model.n_params(embedding=False),
+                      "config": dataclasses.asdict(self.cfg.model)},
+            "optimizer": optimizer_evidence(self.cfg), "data": self.task.data_info,
+            "accum_steps": self.cfg.accum_steps})
+
+    def _maybe_resume(self) -> int | None:
+        step = self.ckpts.latest_step()
+        if step is None:
+            return None
+        _check_resume(self.out, self.cfg)
+        state, meta = self.ckpts.restore(step, jax.tree.map(np.zeros_like, self.state))
+        self.state, self.meta = state, {**self.meta, **meta}
+        truncate_after(self.out / "metrics.jsonl", step)
+        return step
+
+    def _compile(self, lr_factor: float) -> None:
+        tx, self.schedule = self.make_tx(lr_factor)
+        kw = dict(loss_fn=self.task.loss_fn, accum_steps=self.cfg.accum_steps)
+        self.train_step = make_train_step(self.graphdef, tx, self.schedule, **kw)
+        self.probe_step = make_train_step(self.graphdef, tx, self.schedule, probes=True, **kw)
+        self.eval_step = make_eval_step(self.graphdef, self.task.loss_fn)
+
+    def _warn(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[bold yellow]warning:[/] {message}")
+        else:
+            print(f"warning: {message}", file=sys.stderr)
+
+    def _record(self, step: int, device_metrics: dict) -> dict[str, float]:
+        """Fetch one step's metrics (the next step is already queued, so this does not stall the device),
+        add host-side ones, log them and run the early-warning checks."""
+        m = _fetch(device_metrics)
+        now = time.time()
+        seconds, self._clock = now - self._clock, now
+        if self._records:  # the first step after (re)start includes compilation
+            self._train_seconds += seconds
+        self._records += 1
+        cfg = self.cfg
+        if seconds > 0:
+            m["train/throughput"] = cfg.batch_size / seconds
+            m["train/tokens_per_s"] = cfg.tokens_per_step / seconds
+        m["train/host_rss_mb"] = host_rss_mb()
+        dev = device_memory_mb()
+        if dev is not None:
+            m["train/device_mem_mb"] = dev
+        if self.noise is not None and "gns/small_sq" in m:
+            m["train/gns_b_simple"] = self.noise.update(m.pop("gns/small_sq"), m.pop("gns/big_sq"))
+        m["train/nonfinite"] = float(m["train/nonfinite"])
+        self.logger.log(step, m)
+        for event in self.watch.update(step, m):
+            self._warn(event.message)
+        return m
+
+    def _evaluate(self, step: int) -> dict[str, float]:
+        ev = evaluate(self.eval_step, self.state, self.task.eval_batches)
+        self.logger.log(step, ev)
+        self.eval_history.append((step, ev["eval/loss"]))
+        if self.on_eval is not None:
+            self.on_eval(step, ev)
+        return ev
+
+    def run(self) -> TrainResult:
+        cfg, start = self.cfg, int(self.state.step)
+        t0 = time.time()
+        last: dict[str, float] = {}
+        pending: tuple[int, dict] | None = None
+        self._clock = time.time()
+        self._records, self._train_seconds = 0, 0.0
+        diverged = False
+        bar = _Progress(self.progress, cfg.steps, start, self.console)
+        try:
+            for i in range(start, cfg.steps):
+                step = i + 1
+                batch = self.task.train_batch(i + self.meta["data_offset"])
+                fn = self.probe_step if i % cfg.probe_every == 0 else self.train_step
+                self.state, metrics = fn(self.state, batch)
+                if pending is not None:  # read step N only after step N+1 is queued
+                    last = self._record(*pending)
+                    bar.update(last)
+                    if last["train/nonfinite"] and cfg.on_instability == "stop":
+                        diverged = True
+                        break
+                pending = (step, metrics)
+                boundary = step % cfg.eval_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps
+                if boundary:
+                    last = self._record(*pending)
+                    pending = None
+                    bar.update(last)
+                    if last["train/nonfinite"] and cfg.on_instability == "stop":
+                        diverged = True
+                        break
+                    ev = self._evaluate(step) if step % cfg.eval_every == 0 or step == cfg.steps else None
+                    if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                        self.ckpts.save(step, self.state, self.meta, ev)
+                    self._clock = time.time()  # eval and saving are not training time
+            if pending is not None:
+                last = self._record(*pending)
+        finally:
+            bar.close()
+            self.ckpts.close()
+            self.logger.close()
+        wall = time.time() - t0
+        return self._result(last, diverged, wall, start)
+
+    def _result(self, last: dict, diverged: bool, wall: float, start: int) -> TrainResult:
+        best = min(self.eval_history, key=lambda e: e[1], default=(None, math.nan))
+        steps_done = int(self.state.step) - start
+        return TrainResult(out_dir=self.out, final_step=int(self.state.step),
+                           final_train_loss=last.get("train/loss", math.nan), best_eval_loss=best[1],
+                           best_eval_step=best[0], diverged=diverged, eval_history=self.eval_history,
+                           events=[dataclasses.asdict(e) for e in self.watch.events],
+                           tokens_per_s=max(steps_done - 1, 0) * self.cfg.tokens_per_step / max(self._train_seconds, 1e-9), wall_s=wall,
+                           resumed_from=self.resumed_from)
+
+
+class _Progress:
+    """A rich progress bar on stderr showing loss, LR, grad norm, throughput and ETA (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int, start: int, console: Any):
+        self._bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                             TextColumn("{task.fields[info]}"), console=console or Console(stderr=True),
+                             transient=False)
+        self._task = self._bar.add_task("train", total=total, completed=start, info="")
+        self._bar.start()
+
+    def update(self, m: dict[str, float]) -> None:
+        if self._bar is None:
+            return
+        info = (f"loss {m.get('train/loss', math.nan):.4f}  lr {m.get('train/lr', math.nan):.2e}  "
+                f"gnorm {m.get('train/grad_norm', math.nan):.3f}  {m.get('train/tokens_per_s', 0):,.0f} tok/s")
+        self._bar.update(self._task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None, progress: bool = True,
+          callback: Callable | None = None, console: Any = None, report: bool = True) -> TrainResult:
+    """Train `cfg` into `out_dir` (resuming from its latest checkpoint), then write plots and report.md.
+
+    `on_eval(step, metrics)` is called after each evaluation (a sweep raises from it to prune a trial).
+    """
+    result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console).run()
+    if report:
+        from ntjax.report import write_report
+        write_report(result)
+    return result
