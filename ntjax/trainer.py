@@ -48,10 +48,14 @@ class TrainResult:
 
 def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, TrainState, Callable]:
     """The task, the model's graph, a fresh TrainState and a `make_tx(lr_factor)` for this config."""
-    task = build_task(cfg)
     from flax import nnx
 
-    params = nnx.state(task.model, nnx.Param)
+    task = build_task(cfg)
+    trainable: Any = nnx.Param
+    if cfg.init_from:  # fine-tuning: load the weights, optionally wrap LoRA adapters and train only those
+        from ntjax.finetune import prepare_finetune
+        task.model, trainable = prepare_finetune(cfg, task.model)
+    params = nnx.state(task.model, trainable)
 
     def make_tx(factor: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
         base = make_schedule(cfg.schedule, cfg.lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
@@ -59,7 +63,7 @@ def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, Tr
         return make_optimizer(cfg, base, params), base
 
     tx, _ = make_tx(lr_factor)
-    graphdef, state = init_state(task.model, tx)
+    graphdef, state = init_state(task.model, tx, trainable)
     return task, graphdef, state, make_tx
 
 
