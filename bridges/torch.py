@@ -51,6 +51,14 @@ def first_tensor(x: Any) -> torch.Tensor | None:
     return next((t for t in map(first_tensor, values) if t is not None), None)
 
 
+def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside wrappers such as accelerate's `AcceleratedOptimizer` (they hold it as
+    `.optimizer` and lack the step hooks)."""
+    while not hasattr(optimizer, "_optimizer_step_post_hooks") and hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
 def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's class and every hyperparameter of every param group (lr, betas, eps, weight decay...)."""
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "n_params": sum(p.numel() for p in g["params"])}
@@ -79,6 +87,7 @@ class TorchMonitor:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, log_dir: str | os.PathLike,
                  *, backends: str | Sequence[str] = ("jsonl",), sample_every: int = 50,
                  batch_size: int | None = None, run_name: str | None = None):
+        optimizer = unwrap_optimizer(optimizer)
         self.model, self.optimizer = model, optimizer
         self.sample_every = max(1, int(sample_every))
         self.batch_size = batch_size
