@@ -20,6 +20,8 @@ _ALIASES: tuple[tuple[str, str], ...] = (
     (r"^(val|valid|validation|eval|test|dev)[ _/.-]*(ppl|perplexity)$", "eval/ppl"),
     (r"^(val|valid|validation|eval|test|dev)[ _/.-]*(acc|accuracy|token_accuracy)$", "eval/accuracy"),
     (r"^(loss|train[ _/.-]*loss|training[ _/.-]*loss|train[ _/.-]*lm_loss|trl|lm_loss)$", "train/loss"),
+    # Lightning's per-step copy of a metric logged with on_step and on_epoch.
+    (r"^(train[ _/.-]*)?loss[ _/.-]*step$", "train/loss"),
     (r"^(tel|vl|val)$", "eval/loss"),
     (r"^(ppl|perplexity|train[ _/.-]*(ppl|perplexity))$", "train/ppl"),
     (r"^(acc|accuracy|train[ _/.-]*(acc|accuracy))$", "train/accuracy"),
@@ -33,6 +35,9 @@ _ALIASES: tuple[tuple[str, str], ...] = (
 _COMPILED = tuple((re.compile(p), name) for p, name in _ALIASES)
 _EVAL_PREFIX = re.compile(r"^(val|valid|validation|eval|test|dev)[ _/.-]+")
 _TRAIN_PREFIX = re.compile(r"^(train|training)[ _/.-]+")
+# A trailing note such as `Test loss (avg on test)` or `IoU (avg on test)`: it names the split.
+_PAREN_NOTE = re.compile(r"\s*\(([^()]*)\)\s*$")
+_EVAL_WORD = re.compile(r"\b(val|valid|validation|eval|evaluation|test|dev)\b")
 
 
 def normalise_name(raw: str) -> str:
@@ -42,6 +47,11 @@ def normalise_name(raw: str) -> str:
     kept; unknown names get a split prefix only when the raw name carries one.
     """
     key = raw.strip()
+    note = _PAREN_NOTE.search(key)
+    if note and note.start() > 0:
+        key = key[:note.start()]
+        if _EVAL_WORD.search(note.group(1).lower()) and not _EVAL_PREFIX.match(key.lower()):
+            key = "eval " + key
     low = key.lower().replace(" ", "_")
     for pattern, name in _COMPILED:
         if pattern.match(low):

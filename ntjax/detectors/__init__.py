@@ -1,0 +1,188 @@
+"""Read a whole run: every detector over a RunTable, a summary of each metric, and a one-line verdict.
+
+`analyse(table)` is what `ntjax curves` prints and `ntjax debug` builds on. Detectors are pure functions
+over arrays (`curve` for one curve, `relations` for pairs); this module only picks which curve each one
+reads and orders what they say.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ntjax.detectors import curve, relations
+from ntjax.findings import Finding, fmt, is_healthy, ranked
+from ntjax.runtable import RunTable, Series
+
+GRAD_NORM = "train/grad_norm"
+TROUBLE = ("spike", "divergence", "oscillation", "nan")  # what a too-short warmup shows in the loss
+
+
+@dataclasses.dataclass
+class Analysis:
+    """What a run's curves say: per-metric summaries, findings (worst first), verdict, baseline numbers."""
+
+    source: str
+    format: str
+    primary: str | None
+    metrics: dict[str, dict]
+    findings: list[Finding]
+    verdict: str
+    baseline: list[dict] = dataclasses.field(default_factory=list)
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The `ntjax curves --json` object (plots are added by the command)."""
+        out = {"source": self.source, "format": self.format, "primary_metric": self.primary,
+               "metrics": self.metrics, "findings": [f.to_dict() for f in self.findings],
+               "verdict": self.verdict, "healthy": is_healthy(self.findings)}
+        if self.baseline:
+            out["baseline"] = self.baseline
+        if self.problems:
+            out["problems"] = self.problems
+        return out
+
+
+def summarise(series: Series) -> dict:
+    """points/first/last/min/min_step of one metric (finite values; counts non-finite ones too)."""
+    fin = series.finite()
+    out = {"points": len(series), "nonfinite": len(series) - len(fin)}
+    if len(fin):
+        i = int(np.argmin(fin.value))
+        out.update(first=float(fin.value[0]), last=float(fin.value[-1]), min=float(fin.value[i]),
+                   min_step=int(fin.step[i]), first_step=int(fin.step[0]), last_step=int(fin.step[-1]))
+    return out
+
+
+def primary_metric(table: RunTable) -> str | None:
+    """The curve a verdict is about: train loss, else eval loss, else any loss-like metric."""
+    for name in ("train/loss", "eval/loss"):
+        s = table.get(name)
+        if s is not None and len(s.finite()) >= 3:
+            return name
+    losses = [n for n in table.names() if "loss" in n.lower() and len(table.series[n].finite()) >= 3]
+    return losses[0] if losses else None
+
+
+def _lr_fraction(table: RunTable):
+    """A function step -> LR as a fraction of its peak (None without a logged LR)."""
+    lr = table.get("train/lr")
+    if lr is None or len(lr.finite()) < 2:
+        return None
+    lr = lr.finite()
+    peak = float(lr.value.max())
+    if peak <= 0:
+        return None
+    return lambda step: float(np.interp(step, lr.step, lr.value)) / peak
+
+
+def _curve_findings(s: Series, lr_at, *, primary: bool) -> list[Finding]:
+    """All one-curve detectors on a loss curve, in the order that lets later ones skip what earlier found."""
+    out = curve.detect_nonfinite(s.step, s.value, s.name)
+    fin = s.finite()
+    if out:  # analyse what came before the first non-finite value
+        fin = _until(fin, out[0].start_step - 1)
+    step, value = fin.step, fin.value
+    if value.size < 3:
+        return out
+    divergence = curve.detect_divergence(step, value, s.name) if primary else []
+    out += divergence
+    if divergence:  # the rest reads only the part before the blow-up
+        keep = step <= divergence[0].start_step
+        step, value = step[keep], value[keep]
+    no_learning = curve.detect_no_learning(step, value, s.name) if primary else []
+    out += no_learning
+    if s.split != "eval":
+        out += curve.detect_spikes(step, value, s.name)
+        out += curve.detect_oscillation(step, value, s.name)
+    if not no_learning:
+        plateau = curve.detect_plateau(step, value, s.name, lr_at)
+        stuck = curve.detect_stuck_at_uniform(step, value, s.name, plateau[0] if plateau else None)
+        out += stuck or plateau
+        if primary and not plateau and not divergence:
+            out += curve.detect_slow_convergence(step, value, s.name)
+    return out
+
+
+def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
+    """Run every detector that the logged metrics allow, and summarise the run in one verdict."""
+    primary = primary_metric(table)
+    lr_at = _lr_fraction(table)
+    train, eval_ = table.get("train/loss"), table.get("eval/loss")
+    findings: list[Finding] = []
+    if primary:
+        findings += _curve_findings(table.series[primary], lr_at, primary=True)
+    blowup = next((f.start_step for f in findings if f.kind in ("divergence", "nan")), None)
+    if eval_ is not None and blowup is not None:  # after the blow-up, eval only echoes it
+        eval_ = _until(eval_, blowup)
+    if eval_ is not None and primary != "eval/loss" and len(eval_.finite()) >= 3:
+        eval_findings = _curve_findings(eval_, lr_at, primary=False)
+        overfit = relations.detect_overfitting(train.finite() if train else None, eval_.finite())
+        if overfit:  # overfitting explains a flat eval: do not report it twice
+            eval_findings = [f for f in eval_findings if f.kind != "plateau"]
+        findings += eval_findings + overfit
+    elif eval_ is not None:
+        findings += curve.detect_nonfinite(eval_.step, eval_.value, eval_.name)
+    if train is not None and eval_ is not None and primary == "train/loss":
+        plateau = next((f for f in findings if f.kind == "plateau" and f.metric == "train/loss"), None)
+        findings += relations.detect_underfitting(train.finite(), eval_.finite(), plateau)
+    grad = table.get(GRAD_NORM)
+    if grad is not None:
+        findings += curve.detect_nonfinite(grad.step, grad.value, grad.name)
+        findings += curve.detect_spikes(grad.finite().step, grad.finite().value, grad.name, quiet=True)
+    lr = table.get("train/lr")
+    if train is not None and lr is not None and primary == "train/loss":
+        trouble = [f for f in findings if f.metric == "train/loss" and f.kind in TROUBLE]
+        findings += relations.detect_lr_loss(train.finite(), lr, trouble)
+    if eval_ is not None and len(eval_.finite()) >= 3:
+        for name in table.names():
+            if name.startswith("eval/") and name != "eval/loss":
+                findings += relations.detect_metric_disagreement(eval_.finite(), table.series[name].finite())
+    comparisons = []
+    if baseline is not None:
+        for name in ("eval/loss", "train/loss"):
+            a, b = table.get(name), baseline.get(name)
+            if a is not None and b is not None:
+                cmp = relations.compare_with_baseline(a.finite(), b.finite())
+                if cmp:
+                    cmp["baseline_source"] = baseline.source
+                    comparisons.append(cmp)
+                    findings.append(relations.baseline_finding(cmp))
+    if primary and is_healthy(findings):
+        findings.append(_healthy(table.series[primary].finite(), eval_))
+    findings = ranked(findings)
+    metrics = {name: summarise(s) for name, s in sorted(table.series.items())}
+    return Analysis(table.source, table.format, primary, metrics, findings,
+                    verdict(table, primary, findings), comparisons, list(table.problems))
+
+
+def _until(s: Series, step: int) -> Series:
+    keep = s.step <= step
+    return dataclasses.replace(s, step=s.step[keep], value=s.value[keep], time=s.time[keep])
+
+
+def _healthy(s: Series, eval_: Series | None) -> Finding:
+    head = max(1, len(s) // 50)
+    start, end = float(np.median(s.value[:head])), float(np.median(s.value[-head:]))
+    best = ""
+    if eval_ is not None and len(eval_.finite()):
+        e = eval_.finite()
+        i = int(np.argmin(e.value))
+        best = f"; eval loss best {fmt(float(e.value[i]))} at step {int(e.step[i])}"
+    change = f" ({100 * (end / start - 1):+.0f}%)" if start > 0 else ""
+    return Finding("healthy", s.name, int(s.step[0]), int(s.step[-1]), "info", 0.8,
+                   f"{s.name} {fmt(start)} -> {fmt(end)}{change} over {int(s.step[-1] - s.step[0])} steps, "
+                   f"no instability{best}", "")
+
+
+def verdict(table: RunTable, primary: str | None, findings: list[Finding]) -> str:
+    """One sentence: how the run went, with the numbers that matter most."""
+    if primary is None:
+        return "no loss curve found: nothing to judge (" + ", ".join(table.names()[:6]) + ")"
+    bad = [f for f in findings if f.severity != "info"]
+    if not bad:
+        healthy = next((f for f in findings if f.kind == "healthy"), None)
+        return "healthy: " + (healthy.evidence if healthy else "no warnings")
+    head = "critical" if bad[0].severity == "critical" else "needs attention"
+    kinds = ", ".join(dict.fromkeys(f"{f.kind} ({f.metric}, step {f.start_step})" for f in bad[:3]))
+    return f"{head}: {kinds}. {bad[0].evidence}"

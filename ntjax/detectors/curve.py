@@ -1,0 +1,343 @@
+"""Detectors over one loss curve (arrays of step and value): NaN, divergence, spikes, plateau, oscillation,
+no learning, slow convergence. Each returns Findings with the step where the pattern starts and numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ntjax.detectors import smoothing as sm
+from ntjax.findings import Finding, fmt
+
+# --- divergence
+DIVERGENCE_RISE = math.log(1.3)  # the loss ends 30% above its best: far beyond noise and late-run bumps
+DIVERGENCE_RISE_OF_DROP = 0.25  # ...and the rise undoes a quarter of what was learned (loss near 0 stays quiet)
+# --- spikes
+SPIKE_Z = 8.0  # robust sigmas above the trailing median: noise tails stay below, real spikes tower over
+SPIKE_MIN_RISE = math.log(1.1)  # and at least 10% above the local level: tiny blips are not news
+SPIKE_RECOVERED_Z = 3.0  # back within 3 sigmas of the pre-spike level counts as recovered
+SPIKE_TRANSIENT_POINTS = 3  # recovered within 3 logged points: a one-step (bad batch) spike
+SPIKE_RECOVERY_FRACTION = 0.05  # not recovered within 5% of the run: the spike changed the run
+SPIKE_REPEAT_COUNT = 3  # this many spikes...
+SPIKE_REPEAT_SPAN = 0.10  # ...within 10% of the run is a pattern, not bad luck
+SPIKE_MAX_REPORTED = 8  # the highest spikes are reported one by one; more are summarised
+# --- plateau
+PLATEAU_SLOPE = 0.02  # improving under 2% per decade of steps is flat (healthy runs improve 5-15%)
+PLATEAU_SLOPE_MAX = 0.08  # noisy curves get a looser threshold (2 standard errors), never above 8%
+PLATEAU_FLAT_SHARE = 0.8  # 80% of the later starts flat too: the flatness lasts to the end
+PLATEAU_MIN_SPAN = 0.2  # a plateau covers at least the last 20% of the run (shorter is noise)
+PLATEAU_WARN_SPAN = 0.3  # flat over 30% of the run while not converged wastes compute: warning
+CONVERGED_FRACTION = 0.35  # a loss down to 35% of where it started has learned most of what it will
+LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected
+# --- oscillation
+OSC_AMPLITUDE = 0.05  # residual swings of 5% of the trend level...
+OSC_AUTOCORR = 0.6  # ...that persist from one point to the next (batch noise has ~0 autocorrelation)
+OSC_TREND_FRACTION = 0.05  # the trend is a rolling median over 5% of the run
+OSC_MIN_BLOCKS = 2  # two consecutive unstable blocks, so one noisy block is not a finding
+# --- no learning / slow convergence
+NO_LEARNING_FRACTION = 0.05  # moved less than 5% from its start: nothing was learned
+UNIFORM_MATCH = 0.015  # a start within 1.5% of ln(k) is what a fresh model predicting uniformly gives
+UNIFORM_STUCK_MATCH = 0.005  # a plateau within 0.5% of ln(k) is the uniform prediction itself
+COMMON_SIZES = (2, 10, 100, 1000, 65, 256, 30522, 32000, 32768, 50257, 50304, 65536, 100277, 128256,
+                151936)  # binary, digits/CIFAR-10, CIFAR-100, ImageNet, chars, bytes, common tokenizers
+SLOW_EARLY_SHARE = 0.35  # healthy runs make >35% of their progress in the first 20% of steps
+SLOW_EARLY_FRACTION = 0.2
+SLOW_TAIL_SLOPE = 0.05  # still improving >5% per decade at the end: more steps would help
+SLOW_TOTAL_DROP = 0.5  # and the loss fell by less than half
+
+
+def uniform_match(loss: float, tolerance: float = UNIFORM_MATCH) -> int | None:
+    """The common vocabulary/class count k with ln(k) within `tolerance` (relative) of this loss, if any."""
+    for k in COMMON_SIZES:
+        if abs(loss - math.log(k)) <= tolerance * math.log(k):
+            return k
+    return None
+
+
+def _frac_step(step: np.ndarray, fraction: float) -> float:
+    return float(step[0] + fraction * (step[-1] - step[0]))
+
+
+def detect_nonfinite(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
+    """The first NaN/Inf of a metric: after it, nothing the run computes can be trusted."""
+    bad = ~np.isfinite(value)
+    if not bad.any():
+        return []
+    i = int(np.argmax(bad))
+    good_before = np.flatnonzero(~bad[:i])
+    last = (f"; last finite value {fmt(value[good_before[-1]])} at step {int(step[good_before[-1]])}"
+            if good_before.size else "")
+    return [Finding("nan", metric, int(step[i]), None, "critical", 1.0,
+                    f"first non-finite value ({value[i]}) at step {int(step[i])}{last}; "
+                    f"{int(bad.sum())} of {value.size} points non-finite",
+                    "restart from the last good checkpoint with a lower LR, gradient clipping and fp32 "
+                    "(or bf16) loss/softmax; check the batch at that step for bad data")]
+
+
+def detect_divergence(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
+    """A sustained rise: the loss ends well above its best and does not come back."""
+    if value.size < 3:
+        return []
+    y = sm.rolling_median(sm.log_values(value), sm.smooth_window(value.size))
+    best = int(np.argmin(y))
+    tail = y[max(best + 1, value.size - max(1, value.size // 20)):]
+    if best >= value.size - 1 or tail.size == 0:
+        return []
+    rise = float(np.median(tail) - y[best])
+    drop = float(y[0] - y[best])
+    if rise < DIVERGENCE_RISE or (drop > 0 and rise < DIVERGENCE_RISE_OF_DROP * drop):
+        return []
+    v_best, v_end = float(np.exp(y[best])), float(np.exp(np.median(tail)))
+    return [Finding("divergence", metric, int(step[best]), int(step[-1]), "critical",
+                    min(1.0, 0.5 + rise), f"loss rose from its best {fmt(v_best)} at step {int(step[best])} to "
+                    f"{fmt(v_end)} at the end (+{100 * (v_end / v_best - 1):.0f}%) and did not recover",
+                    "lower the peak LR (2-10x) and add warmup or clipping; resume from the checkpoint before "
+                    f"step {int(step[best])}")]
+
+
+def _spike_events(step: np.ndarray, y: np.ndarray) -> list[dict]:
+    """Groups of consecutive points far above the trailing median, with height and recovery."""
+    window = max(5, sm.smooth_window(y.size, 0.01, 51))
+    base = sm.trailing_median(y, window)
+    resid = y - base
+    sigma = np.maximum(sm.MAD_TO_SIGMA * sm.rolling_median(np.abs(np.nan_to_num(resid)), 5 * window),
+                       sm.SIGMA_FLOOR)
+    hot = (resid > SPIKE_Z * sigma) & (resid > SPIKE_MIN_RISE)
+    events = []
+    i = 0
+    recovery_limit = SPIKE_RECOVERY_FRACTION * (step[-1] - step[0])
+    while i < y.size:
+        if not hot[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < y.size and hot[j + 1]:
+            j += 1
+        peak = i + int(np.argmax(y[i:j + 1]))
+        level = base[i] + SPIKE_RECOVERED_Z * sigma[i]
+        after = np.flatnonzero(y[peak + 1:] <= level)
+        rec = None if after.size == 0 else peak + 1 + int(after[0])
+        events.append({"start": i, "peak": peak, "recovered": rec, "base": base[i],
+                       "height": y[peak] - base[i],
+                       "unrecovered": (rec is None and step[-1] - step[peak] > recovery_limit)
+                       or (rec is not None and step[rec] - step[peak] > recovery_limit)})
+        i = j + 1 if rec is None else max(j + 1, rec)
+    return events
+
+
+def detect_spikes(step: np.ndarray, value: np.ndarray, metric: str, *, quiet: bool = False) -> list[Finding]:
+    """Sudden rises far above the recent level (robust: trailing median and MAD, in ln space).
+
+    One-step spikes that recover are `info`; spikes that do not recover, or come in a cluster, are
+    `warning`. `quiet` keeps every spike `info` (a grad-norm spike alone is no failure).
+    """
+    if value.size < 12:
+        return []
+    events = _spike_events(step, sm.log_values(value))
+    span = max(1.0, float(step[-1] - step[0]))
+    findings = []
+    peaks = np.array([step[e["peak"]] for e in events])
+    for e in sorted(events, key=lambda e: -e["height"])[:SPIKE_MAX_REPORTED]:
+        s_peak = int(step[e["peak"]])
+        near = int(np.sum(np.abs(peaks - s_peak) <= SPIKE_REPEAT_SPAN * span / 2))
+        rec = e["recovered"]
+        transient = rec is not None and rec - e["peak"] <= SPIKE_TRANSIENT_POINTS
+        recovery = ("did not recover" if rec is None else
+                    f"recovered after {int(step[rec]) - s_peak} steps ({rec - e['peak']} logged points)")
+        bad = e["unrecovered"] or near >= SPIKE_REPEAT_COUNT
+        severity = "info" if quiet or (transient and not bad) else ("warning" if bad else "info")
+        base_v, peak_v = math.exp(e["base"]), float(value[e["peak"]])
+        findings.append(Finding(
+            "spike", metric, s_peak, None if rec is None else int(step[rec]), severity,
+            min(1.0, 0.5 + e["height"]),
+            f"{fmt(peak_v)} at step {s_peak} vs a local median of {fmt(base_v)} (x{peak_v / base_v:.2f}); "
+            f"{recovery}" + (f"; {near} spikes within {SPIKE_REPEAT_SPAN:.0%} of the run" if near > 1 else ""),
+            "isolated spikes that recover are usually a bad batch: no action needed" if severity == "info" else
+            "repeated or lasting spikes: lower the peak LR, lengthen warmup, clip gradients (max norm 1.0), "
+            "check Adam beta2/eps and the data at those steps",
+            marks=tuple(int(step[ev["peak"]]) for ev in events)))
+    return findings
+
+
+def _tail_slopes(step: np.ndarray, y: np.ndarray, grid: np.ndarray) -> list[tuple[int, float, float]]:
+    """(start index, improvement per decade, flatness threshold) of y from each start to the end."""
+    out = []
+    for i in grid:
+        slope, se = sm.slope_per_decade(step[i:], y[i:])
+        out.append((int(i), -slope, float(np.clip(2 * se, PLATEAU_SLOPE, PLATEAU_SLOPE_MAX))))
+    return out
+
+
+def plateau_onset(step: np.ndarray, value: np.ndarray) -> tuple[int, float] | None:
+    """Index where the curve turns flat and stays flat to the end, and the improvement per decade after."""
+    n = value.size
+    if n < 8:
+        return None
+    y = sm.log_values(value)
+    y_s = sm.rolling_median(y, sm.smooth_window(n, 0.01, 101))
+    # Clip outliers so the regression reads the trend, not the spikes.
+    sigma = sm.robust_sigma(y - y_s)
+    y_c = np.clip(y, y_s - 4 * sigma, y_s + 4 * sigma)
+    last = np.searchsorted(step, _frac_step(step, 1 - PLATEAU_MIN_SPAN), side="right") - 1
+    last = min(last, n - 4)
+    if last < 0:
+        return None
+    targets = np.linspace(step[0], step[last], min(61, last + 1))
+    grid = np.unique(np.clip(np.searchsorted(step, targets), 0, last))
+    slopes = _tail_slopes(step, y_c, grid)
+    flat = np.array([s < thr for _, s, thr in slopes])
+    # The earliest start from which (nearly) every later start is flat too: late starts see few points,
+    # so one noisy estimate among them must not veto a long plateau.
+    later_flat = np.cumsum(flat[::-1])[::-1] / np.arange(len(flat), 0, -1)
+    ok = np.flatnonzero(flat & (later_flat >= PLATEAU_FLAT_SHARE))
+    if ok.size == 0:
+        return None
+    k = int(ok[0])
+    # Refine between grid points: the break of a hinge (a slope, then flat) fitted near the grid start.
+    lo = slopes[max(k - 6, 0)][0]
+    hi = slopes[min(k + 6, len(slopes) - 1)][0]
+    return hinge_break(step[lo:], y_s[lo:], hi - lo) + lo, slopes[k][1]
+
+
+def hinge_break(step: np.ndarray, y: np.ndarray, last: int) -> int:
+    """Index (at most `last`) of the break of the least-squares fit y = c + a*u + b*u^2, u = min(x - x_break, 0),
+    x the log-step: where a falling (and flattening) curve turns flat."""
+    x = sm.log_step(step)
+    candidates = np.unique(np.linspace(0, max(0, min(last, x.size - 2)), 200).astype(int))
+    best, best_sse = 0, np.inf
+    for b in candidates:
+        u = np.minimum(x - x[b], 0.0)
+        design = np.stack([np.ones_like(u), u, u * u], axis=1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        sse = float(np.sum((y - design @ coef) ** 2))
+        if sse < best_sse:
+            best, best_sse = int(b), sse
+    return best
+
+
+def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
+                   lr_at: Callable[[float], float | None] | None = None) -> list[Finding]:
+    """Flat from some step to the end: where, at what loss, how flat (improvement per decade of steps)."""
+    onset = plateau_onset(step, value)
+    if onset is None:
+        return []
+    i, per_decade = onset
+    n = value.size
+    head = max(1, n // 50)
+    start_level = float(np.median(value[:head]))
+    level = float(np.median(value[i:]))
+    span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
+    converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
+    annealed = lr_at is not None and lr_at(step[i]) is not None and lr_at(step[i]) <= LR_ANNEALED
+    stalled = span >= PLATEAU_WARN_SPAN and not converged and not annealed
+    why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
+           "the run is stuck" if stalled else "a short flat stretch")
+    return [Finding("plateau", metric, int(step[i]), int(step[-1]), "warning" if stalled else "info",
+                    float(np.clip(0.5 + span, 0, 0.95)),
+                    f"flat at {fmt(level)} from step {int(step[i])} to {int(step[-1])} ({span:.0%} of the run): "
+                    f"{100 * per_decade:+.1f}% per decade of steps (from {fmt(start_level)} at the start; {why})",
+                    ("raise the LR (lr-find), use a larger model or more data; if eval tracks train, the model "
+                     "is too small" if stalled else "stop earlier or decay the LR to finish; the gains left "
+                     "here are small"))]
+
+
+def detect_oscillation(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
+    """Swings around the trend that persist over several points (not batch noise): instability."""
+    n = value.size
+    if n < 60:
+        return []
+    y = sm.log_values(value)
+    resid = y - sm.rolling_median(y, sm.smooth_window(n, OSC_TREND_FRACTION, 1001))
+    n_blocks = int(np.clip(n // 30, 4, 40))
+    edges = np.linspace(0, n, n_blocks + 1).astype(int)
+    stats = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        r = resid[a:b]
+        stats.append((a, b, float(np.std(r)), sm.lag1_autocorrelation(r)))
+    hot = [amp >= OSC_AMPLITUDE and ac >= OSC_AUTOCORR for _, _, amp, ac in stats]
+    runs, k = [], 0
+    while k < len(hot):
+        if hot[k]:
+            j = k
+            while j + 1 < len(hot) and hot[j + 1]:
+                j += 1
+            if j - k + 1 >= OSC_MIN_BLOCKS:
+                runs.append((k, j))
+            k = j + 1
+        else:
+            k += 1
+    findings = []
+    for k, j in runs:
+        a, b = stats[k][0], stats[j][1]
+        amp = float(np.mean([s[2] for s in stats[k:j + 1]]))
+        ac = float(np.mean([s[3] for s in stats[k:j + 1]]))
+        findings.append(Finding(
+            "oscillation", metric, int(step[a]), int(step[b - 1]), "warning", float(np.clip(ac, 0, 0.95)),
+            f"loss swings {100 * amp:.0f}% around its trend from step {int(step[a])} to {int(step[b - 1])}, "
+            f"lag-1 autocorrelation {ac:.2f} (batch noise would be ~0)",
+            "the optimiser is bouncing: lower the LR 2-3x, raise Adam beta2 (0.95 -> 0.99) or the batch size"))
+    return findings
+
+
+def detect_no_learning(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
+    """Loss stuck at its start, often exactly ln(k): the model predicts the uniform distribution."""
+    n = value.size
+    if n < 5:
+        return []
+    head = max(1, n // 20)
+    start, end = float(np.median(value[:head])), float(np.median(value[-head:]))
+    if start <= 0 or (start - end) / start > NO_LEARNING_FRACTION:
+        return []
+    k = uniform_match(end)
+    uniform = f"; {fmt(end)} = ln {k}: uniform predictions over {k} classes/tokens" if k else ""
+    return [Finding("no_learning", metric, int(step[0]), int(step[-1]), "critical", 0.9,
+                    f"loss {fmt(start)} at the start and {fmt(end)} at the end "
+                    f"({100 * (start - end) / start:+.1f}%) over {int(step[-1] - step[0])} steps{uniform}",
+                    "check that gradients reach the weights (zero grads, frozen params, detached loss), that "
+                    "labels match inputs, and that the LR is not ~0; then run `ntjax lr-find`")]
+
+
+def detect_stuck_at_uniform(step: np.ndarray, value: np.ndarray, metric: str,
+                            plateau: Finding | None) -> list[Finding]:
+    """A plateau exactly at ln(k): learning stopped at the uniform distribution (after a bad init drop)."""
+    if plateau is None:
+        return []
+    level = float(np.median(value[step >= plateau.start_step]))
+    k = uniform_match(level, UNIFORM_STUCK_MATCH)
+    if k is None:
+        return []
+    return [Finding("no_learning", metric, plateau.start_step, plateau.end_step, "critical", 0.8,
+                    f"stuck at {fmt(level)} = ln {k} from step {plateau.start_step}: the model outputs the "
+                    f"uniform distribution over {k} classes/tokens",
+                    "the model ignores its input: check data/labels alignment, masking, and that the LR is "
+                    "neither ~0 nor so high that the output collapsed; then `ntjax lr-find`")]
+
+
+def detect_slow_convergence(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
+    """Still improving steadily at the end, with little of the progress made early: LR too low or run
+    too short."""
+    n = value.size
+    if n < 10:
+        return []
+    y = sm.rolling_median(value.astype(float), sm.smooth_window(n, 0.02))
+    start, end = float(y[0]), float(y[-1])
+    drop = start - end
+    if start <= 0 or drop <= 0:
+        return []
+    early = float(y[np.searchsorted(step, _frac_step(step, SLOW_EARLY_FRACTION))])
+    share = (start - early) / drop
+    tail = step >= _frac_step(step, 0.7)
+    slope, _ = sm.slope_per_decade(step[tail], sm.log_values(y[tail]))
+    total = drop / start
+    if -slope < SLOW_TAIL_SLOPE:
+        return []
+    slow = share < SLOW_EARLY_SHARE and total < SLOW_TOTAL_DROP
+    return [Finding("slow_convergence", metric, int(step[0]), None, "warning" if slow else "info",
+                    0.7 if slow else 0.5,
+                    f"still improving {100 * -slope:.1f}% per decade at the end ({fmt(start)} -> {fmt(end)}, "
+                    f"-{100 * total:.0f}%); the first {SLOW_EARLY_FRACTION:.0%} of steps made "
+                    f"{100 * share:.0f}% of the progress",
+                    "the LR is likely too low: run `ntjax lr-find` and raise it" if slow else
+                    "not converged yet: more steps would still help")]

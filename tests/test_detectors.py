@@ -1,0 +1,161 @@
+"""Detectors on generated runs: healthy shapes raise no warning; every pathology is found where it was put."""
+import re
+
+import numpy as np
+import pytest
+
+import curvegen as cg
+from ntjax.detectors import analyse, curve, relations
+from ntjax.runtable import make_series
+
+ONSET = 2000  # of cg.N_STEPS = 5000
+TOLERANCE = 0.04 * cg.N_STEPS  # "within a few % of the run"
+NOT_CONVERGED = ("power_law", "warmup", "cosine")  # at ONSET these are far above their floor
+
+
+def _bad(findings):
+    return [(f.kind, f.metric, f.severity, f.start_step) for f in findings if f.severity != "info"]
+
+
+@pytest.mark.parametrize("shape", cg.SHAPES)
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("noise", [0.01, 0.04, 0.1])
+def test_healthy_runs_raise_no_warning(shape, seed, noise):
+    a = analyse(cg.table(cg.run(shape, seed, noise)))
+    assert _bad(a.findings) == []
+    assert a.verdict.startswith("healthy")
+    assert any(f.kind == "healthy" for f in a.findings)
+
+
+def _found(kind, shape, seed, onset=ONSET, metric=None):
+    a = analyse(cg.table(cg.inject(kind, cg.run(shape, seed, 0.03), onset, seed)))
+    hits = [f for f in a.findings if f.kind == kind and f.severity != "info" and (metric is None or f.metric == metric)]
+    assert hits, (kind, shape, [(f.kind, f.severity, f.start_step) for f in a.findings])
+    return hits[0], a
+
+
+@pytest.mark.parametrize("shape", cg.SHAPES)
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("kind", ["divergence", "nan", "overfitting", "oscillation"])
+def test_pathology_located(kind, shape, seed):
+    f, _ = _found(kind, shape, seed)
+    assert abs(f.start_step - ONSET) <= TOLERANCE, f
+    assert any(ch.isdigit() for ch in f.evidence) and f.recommendation
+
+
+@pytest.mark.parametrize("shape", NOT_CONVERGED)
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("kind", ["plateau", "underfitting"])
+def test_stall_located(kind, shape, seed):
+    f, _ = _found(kind, shape, seed, metric="train/loss")
+    assert abs(f.start_step - ONSET) <= TOLERANCE, f
+    if kind == "plateau":
+        assert "per decade" in f.evidence
+
+
+def test_converged_plateau_is_info():
+    a = analyse(cg.table(cg.inject("plateau", cg.run("exponential", 0, 0.03), ONSET)))
+    plateaus = [f for f in a.findings if f.kind == "plateau"]
+    assert plateaus and all(f.severity == "info" for f in plateaus)
+    assert abs(plateaus[0].start_step - ONSET) <= TOLERANCE
+
+
+@pytest.mark.parametrize("shape", cg.SHAPES)
+def test_one_spike_is_info_and_located(shape):
+    a = analyse(cg.table(cg.inject("spike", cg.run(shape, 3, 0.03), ONSET)))
+    spikes = [f for f in a.findings if f.kind == "spike"]
+    assert [f.start_step for f in spikes] == [ONSET]
+    assert spikes[0].severity == "info" and "recovered after 1 steps" in spikes[0].evidence
+    height = float(re.search(r"\(x([0-9.]+)\)", spikes[0].evidence).group(1))
+    assert 1.8 < height < 2.2  # injected x2.0 on top of 3% noise
+
+
+def test_repeated_spikes_warn():
+    a = analyse(cg.table(cg.inject("repeated_spikes", cg.run("power_law", 0, 0.03), ONSET)))
+    spikes = [f for f in a.findings if f.kind == "spike"]
+    assert sorted(f.start_step for f in spikes) == [ONSET, ONSET + 40, ONSET + 80, ONSET + 120]
+    assert all(f.severity == "warning" for f in spikes)
+
+
+@pytest.mark.parametrize("shape", cg.SHAPES)
+def test_no_learning_names_ln_10(shape):
+    f, _ = _found("no_learning", shape, 0, onset=0, metric="train/loss")
+    assert f.start_step == 0 and f.severity == "critical"
+    assert "2.3" in f.evidence and "ln 10" in f.evidence
+
+
+@pytest.mark.parametrize("shape", cg.SHAPES)
+def test_slow_convergence_from_the_start(shape):
+    f, _ = _found("slow_convergence", shape, 0, onset=0)
+    assert f.start_step <= TOLERANCE and "per decade" in f.evidence
+
+
+def test_uniform_match():
+    assert curve.uniform_match(2.3026) == 10
+    assert curve.uniform_match(5.55) == 256
+    assert curve.uniform_match(10.83) in (50257, 50304)
+    assert curve.uniform_match(3.28) is None
+
+
+def test_nan_reports_first_bad_step_and_last_good_value():
+    step = np.arange(100)
+    value = np.linspace(3, 2, 100)
+    value[60:] = np.inf
+    value[70] = np.nan
+    (f,) = curve.detect_nonfinite(step, value, "train/loss")
+    assert f.start_step == 60 and "inf" in f.evidence and "step 59" in f.evidence
+
+
+def test_warmup_rise_and_lr_step_jump():
+    # Loss rises while the LR warms up to a too-high peak: the LR-loss correlation names the peak.
+    step = np.arange(1000)
+    lr = np.minimum((step + 1) / 200, 1.0) * 3e-3
+    loss = 3.0 + 1.5 * np.clip((step - 80) / 120, 0, 1) - 0.3 * step / 1000
+    found = relations.detect_lr_loss(make_series("train/loss", step, loss), make_series("train/lr", step, lr), [])
+    (f,) = [f for f in found if f.kind == "lr_loss_correlation"]
+    assert f.severity == "warning" and 60 <= f.start_step <= 100 and "0.003" in f.evidence
+    # An LR step up by 4x makes the loss jump right there.
+    lr2 = np.where(step < 600, 1e-3, 4e-3)
+    loss2 = np.where(step < 600, 2.0, 2.6)
+    found = relations.detect_lr_loss(make_series("train/loss", step, loss2), make_series("train/lr", step, lr2), [])
+    assert [(f.kind, f.start_step, f.severity) for f in found] == [("lr_loss_correlation", 600, "warning")]
+
+
+def test_short_warmup_with_early_spikes():
+    cols = cg.inject("repeated_spikes", cg.run("power_law", 0, 0.03), 60)
+    a = analyse(cg.table(cols))  # constant LR from step 0: no warmup at all
+    (f,) = [f for f in a.findings if f.kind == "short_warmup"]
+    assert f.severity == "warning" and "warmup is 0 steps" in f.evidence
+
+
+def test_metric_disagreement():
+    step = np.arange(0, 5001, 1000)
+    loss = make_series("eval/loss", step, [0.5, 0.321, 0.3585, 0.3937, 0.4123, 0.42])
+    wer = make_series("eval/wer", step, [0.9, 0.789, 0.76, 0.743, 0.744, 0.745])
+    (f,) = relations.detect_metric_disagreement(loss, wer)
+    assert (f.start_step, f.end_step) == (1000, 3000) and "eval/wer" in f.evidence
+
+
+def test_baseline_comparison_says_who_is_ahead():
+    fast = cg.table(cg.run("power_law", 0, 0.03), "fast")
+    slow_cols = cg.run("power_law", 1, 0.03)
+    slow_cols["train"] = slow_cols["train"] * 1.05
+    slow_cols["eval"] = slow_cols["eval"] * 1.05
+    slow = cg.table(slow_cols, "slow")
+    a = analyse(fast, baseline=slow)
+    cmp = {c["metric"]: c for c in a.baseline}
+    assert cmp["eval/loss"]["ahead"] == "run" and cmp["eval/loss"]["step"] == cg.N_STEPS - 1
+    assert -0.06 < cmp["eval/loss"]["relative"] < -0.04
+    assert cmp["eval/loss"]["run_reaches_baseline_at"] < cg.N_STEPS - 1
+    assert analyse(slow, baseline=fast).baseline[0]["ahead"] == "baseline"
+
+
+def test_tiny_and_empty_series_do_not_crash():
+    from ntjax.runtable import RunTable
+    for n in (0, 1, 2, 3, 5, 9):
+        tab = RunTable("x", "synthetic")
+        tab.add(make_series("train/loss", np.arange(n), np.linspace(3, 2, n)))
+        tab.add(make_series("eval/loss", np.arange(n), np.linspace(3, 2.1, n)))
+        a = analyse(tab)
+        assert isinstance(a.verdict, str)
+    assert analyse(RunTable("x", "synthetic")).primary is None
