@@ -65,6 +65,10 @@ class StepRecorder:
         self.flush()
         self._pending = (int(step), dict(metrics))
 
+    @property
+    def has_pending(self) -> bool:
+        return self._pending is not None
+
     def add(self, metrics: Mapping[str, float]) -> None:
         """Add metrics to the pending line (no-op when none is pending)."""
         if self._pending is not None:

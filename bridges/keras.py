@@ -1,0 +1,104 @@
+"""Keras 3 callback (TensorFlow backend): `model.fit(..., callbacks=[KerasCallback("runs/keras")])`.
+
+`fit` computes gradients inside its compiled train step, out of a callback's reach. The callback wraps
+the model's optimizer (`apply_gradients` and `scale_loss`, on the instance, while training) so that the
+step also copies its loss and gradients, before clipping, into variables the callback reads after the
+batch. With `steps_per_execution > 1` only the last batch of each execution is seen.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from ntjax.bridges.tensorflow import TFMonitor, variable_names
+
+
+class KerasCallback(keras.callbacks.Callback):
+    """Writes `metrics.jsonl` and `config.json` for a `model.fit` run; `val_*` logs become `eval/*`."""
+
+    def __init__(self, log_dir: str | os.PathLike, *, backends: str | Sequence[str] = ("jsonl",),
+                 sample_every: int = 50, batch_size: int | None = None):
+        super().__init__()
+        self.log_dir, self.backends, self.sample_every, self.batch_size = log_dir, backends, sample_every, batch_size
+        self.monitor: TFMonitor | None = None
+        self._step = 0
+        self._grads: dict[str, tf.Variable] = {}
+        self._loss: tf.Variable | None = None
+        self._originals: dict[str, object] = {}
+        self._seen = 0.0
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError("ntjax KerasCallback reads gradients on the TensorFlow backend only "
+                               f"(this Keras runs on {keras.backend.backend()!r})")
+        self.monitor = TFMonitor(self.log_dir, model=self.model, optimizer=self.model.optimizer,
+                                 backends=self.backends, sample_every=self.sample_every,
+                                 batch_size=self.batch_size)
+        self._step = int(self.model.optimizer.iterations.numpy())
+        self._wrap_optimizer()
+
+    def _wrap_optimizer(self) -> None:
+        """Make the optimizer copy each step's loss and raw gradients into our variables."""
+        opt = self.model.optimizer
+        variables = self.model.trainable_variables
+        self._grads = {n: tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
+                       for n, v in zip(variable_names(variables), variables)}
+        self._loss = tf.Variable(float("nan"), trainable=False, dtype=tf.float32)
+        by_id = dict(zip((id(v) for v in variables), self._grads.values()))
+        apply_gradients, scale_loss = opt.apply_gradients, opt.scale_loss
+
+        def copying_apply_gradients(grads_and_vars):
+            grads_and_vars = list(grads_and_vars)
+            for g, v in grads_and_vars:
+                if g is not None and id(v) in by_id:
+                    by_id[id(v)].assign(tf.convert_to_tensor(g))
+            return apply_gradients(grads_and_vars)
+
+        def copying_scale_loss(loss):
+            self._loss.assign(tf.cast(loss, tf.float32))
+            return scale_loss(loss)
+
+        self._originals = {"apply_gradients": apply_gradients, "scale_loss": scale_loss}
+        opt.apply_gradients, opt.scale_loss = copying_apply_gradients, copying_scale_loss
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.monitor is not None and self.monitor.is_sampling(self._step):
+            self.monitor.snapshot(self.model.trainable_variables)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.monitor is None:
+            return
+        names = list(self._grads)
+        self.monitor.log(self._step, self._loss, [self._grads[n] for n in names],
+                         self.model.trainable_variables, batch_size=self._batch_samples())
+        self.monitor.finish_step()
+        self._step += 1
+
+    def _batch_samples(self) -> int | None:
+        """The batch size, given or read off Keras's loss tracker (it counts the samples seen this epoch)."""
+        if self.batch_size:
+            return self.batch_size
+        count = getattr(getattr(self.model, "_loss_tracker", None), "count", None)
+        if count is None:
+            return None
+        seen = float(count)
+        new = seen - self._seen if seen > self._seen else seen  # the tracker restarts every epoch
+        self._seen = seen
+        return int(new) or None
+
+    def on_epoch_end(self, epoch, logs=None):
+        evals = {k.removeprefix("val_"): v for k, v in (logs or {}).items() if k.startswith("val_")}
+        if self.monitor is not None and evals:
+            self.monitor.log_eval(self._step, evals)
+
+    def on_train_end(self, logs=None):
+        opt = self.model.optimizer
+        for name in self._originals:
+            opt.__dict__.pop(name, None)  # the class's own method shows through again
+        self._originals = {}
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
