@@ -13,10 +13,12 @@ from ntjax.findings import Finding, fmt
 
 # --- divergence
 DIVERGENCE_RISE = math.log(1.3)  # the loss ends 30% above its best: far beyond noise and late-run bumps
+DIVERGENCE_SMOOTH = 0.05  # judged on a median over 5% of the run: noisy per-batch minima are not "the best"
 DIVERGENCE_RISE_OF_DROP = 0.25  # ...and the rise undoes a quarter of what was learned (loss near 0 stays quiet)
 # --- spikes
 SPIKE_Z = 8.0  # robust sigmas above the trailing median: noise tails stay below, real spikes tower over
 SPIKE_MIN_RISE = math.log(1.1)  # and at least 10% above the local level: tiny blips are not news
+SPIKE_MIN_OF_RANGE = 0.02  # and 2% of the run's loss range: quantised tiny losses (1e-4 -> 2e-4) are not spikes
 SPIKE_RECOVERED_Z = 3.0  # back within 3 sigmas of the pre-spike level counts as recovered
 SPIKE_TRANSIENT_POINTS = 3  # recovered within 3 logged points: a one-step (bad batch) spike
 SPIKE_RECOVERY_FRACTION = 0.05  # not recovered within 5% of the run: the spike changed the run
@@ -29,6 +31,7 @@ PLATEAU_SLOPE_MAX = 0.08  # noisy curves get a looser threshold (2 standard erro
 PLATEAU_FLAT_SHARE = 0.8  # 80% of the later starts flat too: the flatness lasts to the end
 PLATEAU_MIN_SPAN = 0.2  # a plateau covers at least the last 20% of the run (shorter is noise)
 PLATEAU_WARN_SPAN = 0.3  # flat over 30% of the run while not converged wastes compute: warning
+PLATEAU_REGIME = 3.0  # a stall: it improved 3x faster before (a fine-tune that was flat all along is not stuck)
 CONVERGED_FRACTION = 0.35  # a loss down to 35% of where it started has learned most of what it will
 LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected
 # --- oscillation
@@ -46,6 +49,7 @@ SLOW_EARLY_SHARE = 0.35  # healthy runs make >35% of their progress in the first
 SLOW_EARLY_FRACTION = 0.2
 SLOW_TAIL_SLOPE = 0.05  # still improving >5% per decade at the end: more steps would help
 SLOW_TOTAL_DROP = 0.5  # and the loss fell by less than half
+SLOW_CONVERGED_DROP = 0.9  # a loss down 90% is not "slow", whatever its late slope in log space
 
 
 def uniform_match(loss: float, tolerance: float = UNIFORM_MATCH) -> int | None:
@@ -80,16 +84,18 @@ def detect_divergence(step: np.ndarray, value: np.ndarray, metric: str) -> list[
     """A sustained rise: the loss ends well above its best and does not come back."""
     if value.size < 3:
         return []
-    y = sm.rolling_median(sm.log_values(value), sm.smooth_window(value.size))
+    y = sm.rolling_median(sm.log_values(value), sm.smooth_window(value.size, DIVERGENCE_SMOOTH, 1001))
     best = int(np.argmin(y))
     tail = y[max(best + 1, value.size - max(1, value.size // 20)):]
     if best >= value.size - 1 or tail.size == 0:
         return []
     rise = float(np.median(tail) - y[best])
-    drop = float(y[0] - y[best])
-    if rise < DIVERGENCE_RISE or (drop > 0 and rise < DIVERGENCE_RISE_OF_DROP * drop):
+    if rise < DIVERGENCE_RISE:
         return []
-    v_best, v_end = float(np.exp(y[best])), float(np.exp(np.median(tail)))
+    # The same rise in loss units, against what was learned: 0.002 -> 0.01 after 0.4 -> 0.002 is noise.
+    v_start, v_best, v_end = (float(np.exp(v)) for v in (y[0], y[best], np.median(tail)))
+    if v_start > v_best and v_end - v_best < DIVERGENCE_RISE_OF_DROP * (v_start - v_best):
+        return []
     return [Finding("divergence", metric, int(step[best]), int(step[-1]), "critical",
                     min(1.0, 0.5 + rise), f"loss rose from its best {fmt(v_best)} at step {int(step[best])} to "
                     f"{fmt(v_end)} at the end (+{100 * (v_end / v_best - 1):.0f}%) and did not recover",
@@ -104,7 +110,9 @@ def _spike_events(step: np.ndarray, y: np.ndarray) -> list[dict]:
     resid = y - base
     sigma = np.maximum(sm.MAD_TO_SIGMA * sm.rolling_median(np.abs(np.nan_to_num(resid)), 5 * window),
                        sm.SIGMA_FLOOR)
-    hot = (resid > SPIKE_Z * sigma) & (resid > SPIKE_MIN_RISE)
+    smooth = np.exp(sm.rolling_median(y, window)) if np.all(np.isfinite(np.exp(y))) else y
+    floor = SPIKE_MIN_OF_RANGE * float(np.ptp(smooth))
+    hot = (resid > SPIKE_Z * sigma) & (resid > SPIKE_MIN_RISE) & (np.exp(y) - np.exp(base) > floor)
     events = []
     i = 0
     recovery_limit = SPIKE_RECOVERY_FRACTION * (step[-1] - step[0])
@@ -231,9 +239,14 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
     converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
     annealed = lr_at is not None and lr_at(step[i]) is not None and lr_at(step[i]) <= LR_ANNEALED
-    stalled = span >= PLATEAU_WARN_SPAN and not converged and not annealed
+    decades = float(sm.log_step(step[i:i + 1])[0] - sm.log_step(step[:1])[0])
+    before = math.log(start_level / level) / decades if decades > 0 and start_level > 0 and level > 0 else 0.0
+    changed = before >= PLATEAU_REGIME * max(per_decade, PLATEAU_SLOPE)
+    stalled = span >= PLATEAU_WARN_SPAN and not converged and not annealed and changed
     why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
-           "the run is stuck" if stalled else "a short flat stretch")
+           f"the run is stuck: {100 * before:.0f}% per decade before" if stalled else
+           f"it moved slowly all run: {100 * before:.1f}% per decade before" if not changed else
+           "a short flat stretch")
     return [Finding("plateau", metric, int(step[i]), int(step[-1]), "warning" if stalled else "info",
                     float(np.clip(0.5 + span, 0, 0.95)),
                     f"flat at {fmt(level)} from step {int(step[i])} to {int(step[-1])} ({span:.0%} of the run): "
@@ -331,7 +344,7 @@ def detect_slow_convergence(step: np.ndarray, value: np.ndarray, metric: str) ->
     tail = step >= _frac_step(step, 0.7)
     slope, _ = sm.slope_per_decade(step[tail], sm.log_values(y[tail]))
     total = drop / start
-    if -slope < SLOW_TAIL_SLOPE:
+    if -slope < SLOW_TAIL_SLOPE or total > SLOW_CONVERGED_DROP:
         return []
     slow = share < SLOW_EARLY_SHARE and total < SLOW_TOTAL_DROP
     return [Finding("slow_convergence", metric, int(step[0]), None, "warning" if slow else "info",

@@ -18,7 +18,8 @@ OVERFIT_RISE = 0.03  # eval 3% above its best at the end: past noise, early stop
 UNDERFIT_GAP = 0.05  # eval within 5% of train: no generalisation gap, capacity is the limit
 DISAGREE_MIN_LAG = 0.1  # the task metric peaks 10% of the run after the loss does
 DISAGREE_LOSS_RISE = 0.02  # while the eval loss rose 2% from its best by then
-LR_JUMP = math.log(2)  # LR doubles or halves between two logged points: a schedule step, not a decay
+LR_JUMP = math.log(2)  # LR doubles or halves between two logged points: a schedule step, not a decay...
+LR_JUMP_OF_PEAK = 0.1  # ...by at least 10% of the peak (the last tiny steps of a decay to 0 halve too)
 LR_RESPONSE_WINDOW = 0.02  # the loss response to an LR step is read over 2% of the run on each side
 LR_LOSS_RISE = 0.05  # loss 5% higher right after an LR increase: that LR is too high
 WARMUP_LOSS_RISE = math.log(1.1)  # loss rises 10% while the LR warms up: the peak LR is too high
@@ -150,7 +151,8 @@ def detect_lr_loss(train: Series, lr: Series, trouble: list[Finding]) -> list[Fi
             f"warmup is {warm} steps ({100 * warm / span:.1f}% of the run) and the loss shows a {f.kind} at "
             f"step {f.start_step}, just after the LR reached {lr.value.max():.3g}",
             f"warm up over {max(100, int(0.05 * span))} steps (about 5% of the run)"))
-    jumps = np.flatnonzero(np.abs(np.diff(np.log(np.maximum(lr.value, 1e-30)))) >= LR_JUMP)
+    jumps = np.flatnonzero((np.abs(np.diff(np.log(np.maximum(lr.value, 1e-30)))) >= LR_JUMP)
+                           & (np.abs(np.diff(lr.value)) >= LR_JUMP_OF_PEAK * lr.value.max()))
     for j in jumps[:5]:
         s = float(lr.step[j + 1])
         w = LR_RESPONSE_WINDOW * span
@@ -168,7 +170,7 @@ def detect_lr_loss(train: Series, lr: Series, trouble: list[Finding]) -> list[Fi
         elif not up and change <= -LR_LOSS_RISE / 2:
             findings.append(Finding(
                 "lr_loss_correlation", train.name, int(s), None, "info", 0.6,
-                f"loss dropped {100 * change:.0f}% when the LR fell {lr.value[j]:.3g} -> {lr.value[j + 1]:.3g} "
+                f"loss dropped {-100 * change:.0f}% when the LR fell {lr.value[j]:.3g} -> {lr.value[j + 1]:.3g} "
                 f"at step {int(s)}", "the LR before the drop was too high to settle: a smooth decay (cosine) "
                 "gets this gain without the wait"))
     return findings
