@@ -2,6 +2,8 @@
 before reading the verdict."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ntjax.runtable import RunTable
@@ -15,11 +17,15 @@ def _thin(step: np.ndarray, value: np.ndarray) -> tuple[list[float], list[float]
     return step[idx].astype(float).tolist(), value[idx].astype(float).tolist()
 
 
-def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = HEIGHT) -> str:
-    """The train and eval loss curves as terminal text (empty string when no loss was logged)."""
+def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = HEIGHT,
+           color: bool | None = None) -> str:
+    """The train and eval loss curves as terminal text (empty string when no loss was logged). Colours
+    only on a terminal (by default), so piped output stays plain text."""
     import plotext as plt
     plt.clear_figure()
     plt.plot_size(width, height)
+    if not (sys.stdout.isatty() if color is None else color):
+        plt.theme("clear")
     drawn = False
     for name, color in (("train/loss", "blue"), ("eval/loss", "orange")):
         s = table.get(name)
