@@ -111,7 +111,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
             metrics.update({f"update_ratio/{k}": v for k, v in ratios.items()})
         return TrainState(state.step + 1, params, state.frozen, opt_state), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    # No buffer donation: an async checkpoint save may still be reading the previous state.
+    return jax.jit(train_step)
 
 
 def make_bare_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
@@ -125,7 +126,7 @@ def make_bare_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformatio
         updates, opt_state = tx.update(grads, state.opt_state, state.params, loss=loss)
         return TrainState(state.step + 1, optax.apply_updates(state.params, updates), state.frozen, opt_state), loss
 
-    return jax.jit(bare_step, donate_argnums=0)
+    return jax.jit(bare_step)
 
 
 def make_eval_step(graphdef: nnx.GraphDef, loss_fn: LossFn = lm_loss) -> Callable[[TrainState, jax.Array], dict]:
