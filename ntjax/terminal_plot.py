@@ -24,8 +24,7 @@ def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = H
     import plotext as plt
     plt.clear_figure()
     plt.plot_size(width, height)
-    if not (sys.stdout.isatty() if color is None else color):
-        plt.theme("clear")
+
     drawn = False
     for name, color in (("train/loss", "blue"), ("eval/loss", "orange")):
         s = table.get(name)
@@ -38,4 +37,4 @@ def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = H
     plt.xlabel("step")
     text = plt.build()
     plt.clear_figure()
-    return text
+    return text if (sys.stdout.isatty() if color is None else color) else plt.uncolorize(text)
