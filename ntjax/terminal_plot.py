@@ -2,6 +2,7 @@
 before reading the verdict."""
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ from ntjax.runtable import RunTable
 
 TERMINAL_POINTS = 400  # more points than a terminal has columns only blurs the line
 WIDTH, HEIGHT = 90, 18
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes, dropped when the output is not a terminal
 
 
 def _thin(step: np.ndarray, value: np.ndarray) -> tuple[list[float], list[float]]:
@@ -37,4 +39,4 @@ def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = H
     plt.xlabel("step")
     text = plt.build()
     plt.clear_figure()
-    return text if (sys.stdout.isatty() if color is None else color) else plt.uncolorize(text)
+    return text if (sys.stdout.isatty() if color is None else color) else ANSI.sub("", text)
