@@ -26,12 +26,11 @@ def render(table: RunTable, title: str = "", width: int = WIDTH, height: int = H
     import plotext as plt
     plt.clear_figure()
     plt.plot_size(width, height)
-
     drawn = False
-    for name, color in (("train/loss", "blue"), ("eval/loss", "orange")):
+    for name, line_color in (("train/loss", "blue"), ("eval/loss", "orange")):
         s = table.get(name)
         if s is not None and len(s.finite()) >= 2:
-            plt.plot(*_thin(s.finite().step, s.finite().value), label=name, color=color)
+            plt.plot(*_thin(s.finite().step, s.finite().value), label=name, color=line_color)
             drawn = True
     if not drawn:
         return ""
