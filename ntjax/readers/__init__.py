@@ -198,7 +198,7 @@ def _read_file(path: str, source: str | None = None) -> RunTable:
 def _read_json(source: str, data: bytes, name: str) -> RunTable:
     """A whole JSON document (trainer_state, W&B summary, list of rows), else JSON lines."""
     try:
-        doc = json.loads(data.lstrip(b"\xef\xbb\xbf"))
+        doc = json.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
     except (ValueError, RecursionError):
         if b'"log_history"' in data[:HEAD_BYTES]:  # a torn trainer_state.json: read what is whole
             salvaged = salvage_trainer_state(source, data)

@@ -11,6 +11,8 @@ import csv
 import io
 import os
 import re
+import warnings
+from operator import itemgetter
 
 import numpy as np
 
@@ -43,14 +45,19 @@ def looks_delimited(text: str) -> bool:
     return len(header) >= 2 and len(names) >= len(header) / 2 and len(second) == len(header)
 
 
-def _column(cells: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _column(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """String cells -> (values, present): empty cells are absent; `nan`/`inf` are logged values."""
+    try:
+        values = np.array(cells, dtype=np.float64)  # every cell numeric: one C loop
+        return values, np.ones(values.shape, bool)
+    except ValueError:
+        pass
     text = np.array(cells, dtype=str)
-    present = text != ""
+    present = np.char.str_len(np.char.strip(text)) > 0
     try:
         return np.where(present, text, "nan").astype(np.float64), present
     except ValueError:
-        converted = [_one_float(c) if c else None for c in cells]
+        converted = [_one_float(c) if c.strip() else None for c in cells]
         present = np.array([c is not None for c in converted], bool)
         return np.array([np.nan if c is None else c for c in converted], np.float64), present
 
@@ -81,57 +88,81 @@ def _metric_name(column: str, fmt: str, file_name: str) -> str | None:
 
 
 def read_delimited(source: str, text: str) -> RunTable:
-    """A CSV/TSV log as one RunTable; rows with the wrong number of fields are reported and skipped."""
-    delim = sniff_delimiter(next((ln for ln in text[:65536].splitlines() if ln.strip()), "")) or ","
-    try:
-        rows = list(csv.reader(io.StringIO(text.replace("\x00", "")), delimiter=delim))
-    except csv.Error:  # e.g. a field over the csv module's size limit: split naively instead
-        rows = [line.split(delim) for line in text.splitlines()]
-    first = next((i for i, r in enumerate(rows) if r), 0)
-    header = [h.strip() for h in rows[first]] if rows else []
-    fmt = _classify(header, os.path.basename(source))
+    """A CSV/TSV log as one RunTable; rows with the wrong number of fields are reported and skipped.
+
+    A dense all-numeric file (the large case) is parsed by numpy's C `loadtxt` in one call; anything
+    else (sparse Lightning rows, quoted cells, repeated headers, torn rows) goes through the csv module.
+    """
+    text = text.replace("\x00", "").lstrip("\r\n\t ")
+    header_line, _, body = text.partition("\n")
+    delim = sniff_delimiter(header_line) or ","
+    header = [h.strip() for h in next(csv.reader([header_line], delimiter=delim), [])]
+    file_name = os.path.basename(source)
+    fmt = _classify(header, file_name)
     chunks: Chunks = {}
     bad: list[str] = []
+    dense = _dense(body, delim, len(header)) if header and f"\n{header[0]}{delim}" not in body else None
+    if dense is not None:
+        _add_columns(header, [(c, np.ones(c.shape, bool)) for c in dense.T], 0, fmt, file_name, chunks)
+    else:
+        _read_rows(text, delim, fmt, file_name, chunks, bad)
+    return build_table(source, fmt, chunks, _capped(bad, "bad rows"), {"delimiter": delim})
+
+
+def _dense(body: str, delim: str, width: int) -> np.ndarray | None:
+    """The data rows as a float matrix when every cell is a number, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            matrix = np.loadtxt(io.StringIO(body), delimiter=delim, dtype=np.float64, ndmin=2, comments=None)
+    except (ValueError, IndexError):
+        return None
+    return matrix if matrix.shape[1:] == (width,) and matrix.shape[0] else None
+
+
+def _read_rows(text: str, delim: str, fmt: str, file_name: str, chunks: Chunks, bad: list[str]) -> None:
+    """The general path: csv module rows, split into blocks at repeated header rows."""
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delim))
+    except csv.Error:  # e.g. a field over the csv module's size limit: split naively instead
+        rows = [line.split(delim) for line in text.splitlines()]
+    if not rows or not rows[0]:
+        return
     # A later row repeating the first header name (ntjax widens its header that way) starts a new block.
-    head_name = rows[first][0] if header else None
-    starts = [i for i, r in enumerate(rows) if r and r[0] == head_name and _one_float(head_name) is None]
+    head_name = rows[0][0]
+    starts = [i for i, r in enumerate(rows) if r and r[0] == head_name]
     for b, start in enumerate(starts):
         end = starts[b + 1] if b + 1 < len(starts) else len(rows)
-        _read_block(rows, start, end, fmt, os.path.basename(source), chunks, bad)
-    meta = {"delimiter": delim}
-    return build_table(source, fmt, chunks, _capped(bad, "bad rows"), meta)
+        header = [h.strip() for h in rows[start]]
+        width = len(header)
+        block = rows[start + 1:end]
+        if set(map(len, block)) - {width}:
+            for i, row in enumerate(block):
+                if len(row) != width and any(c.strip() for c in row):
+                    bad.append(f"row {start + i + 2}: {len(row)} fields, expected {width}, skipped")
+            block = [row for row in block if len(row) == width]
+        if block:
+            columns = [_column(list(map(itemgetter(j), block))) for j in range(width)]
+            _add_columns(header, columns, start, fmt, file_name, chunks)
 
 
-def _read_block(rows: list[list[str]], start: int, end: int, fmt: str, file_name: str,
-                chunks: Chunks, bad: list[str]) -> None:
-    """One header row and the data rows under it."""
-    header = [h.strip() for h in rows[start]]
-    width = len(header)
-    good = []
-    for i in range(start + 1, end):
-        row = rows[i]
-        if len(row) == width:
-            good.append(row)
-        elif any(c.strip() for c in row):
-            bad.append(f"row {i + 1}: {len(row)} fields, expected {width}, skipped")
-    if not good:
-        return
-    columns = list(zip(*good))
+def _add_columns(header: list[str], columns: list[tuple[np.ndarray, np.ndarray]], row0: int, fmt: str,
+                 file_name: str, chunks: Chunks) -> None:
+    """Route converted columns to chunks: the step column (the first column for Keras), time, metrics."""
     step_name = header[0] if fmt == "keras-csv" else pick_key(header, STEP_KEYS)
     time_name = pick_key(header, TIME_KEYS)
+    n = columns[0][0].shape[0]
     if step_name is not None:
-        steps, has_step = _column(columns[header.index(step_name)])
+        steps, has_step = columns[header.index(step_name)]
         steps = np.where(has_step, steps, np.nan)
     else:
-        steps = np.arange(start, start + len(good), dtype=np.float64)
+        steps = np.arange(row0, row0 + n, dtype=np.float64)
     time = None
     if time_name is not None:
-        time, has_time = _column(columns[header.index(time_name)])
+        time, has_time = columns[header.index(time_name)]
         time = np.where(has_time, time, np.nan)
-    for j, column in enumerate(header):
+    for column, (values, present) in zip(header, columns):
         name = _metric_name(column, fmt, file_name)
-        if column in (step_name, time_name) or not name:
+        if column in (step_name, time_name) or not name or not present.any():
             continue
-        values, present = _column(columns[j])
-        if present.any():
-            add_chunk(chunks, name, steps[present], values[present], None if time is None else time[present])
+        add_chunk(chunks, name, steps[present], values[present], None if time is None else time[present])
