@@ -19,6 +19,7 @@ DOCS = ("scaling-laws.md", "optimizer-guide.md", "transformer-training.md", "com
         "fine-tuning-techniques.md")
 MIN_LINES, MIN_REFERENCES = 250, 8
 PLACEHOLDERS = ("RUN_DIR", "LOG_FILE", "CSV")  # what the command-running test substitutes
+LAUNCHER = "${CLAUDE_PLUGIN_ROOT}/scripts/ntjax"  # how plugin docs call the CLI (test_skill_commands.py)
 
 # The binding command surface the docs may use: subcommand -> (flags, number of positional arguments).
 ALLOWED: dict[str, tuple[frozenset[str], int]] = {
@@ -151,7 +152,7 @@ def test_bash_blocks_use_only_the_binding_ntjax_commands(doc):
     for block in blocks:
         created: set[str] = set()
         for argv in block:
-            assert argv[0] == "ntjax" and argv[1] in ALLOWED, argv
+            assert argv[0] == LAUNCHER and argv[1] in ALLOWED, argv
             allowed, n_positional = ALLOWED[argv[1]]
             rest = argv[3:] if argv[1] == "scale" else argv[2:]
             if argv[1] == "scale":
