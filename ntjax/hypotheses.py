@@ -240,13 +240,18 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tup
             fix += f"; warmup {cfg.get('warmup', '?')} -> ~5% of the run; clip grad norm at 1.0"
         return fix, f"ntjax sweep --param lr=log:{lo:.2g}:{hi:.2g} --steps 300 --out sweeps/lr", {}
     warm = max(100, int(0.05 * steps))
+    n = cfg.get("n_params")
+    rule = None
+    if isinstance(n, (int, float)) and n > 0:
+        from ntjax.config import smart_lr
+        rule = smart_lr(int(n))
     if cause == "lr_too_high" and lr:
-        new = lr / 10 if lr >= LR_ABSURD else lr / 5
+        new = rule if rule and lr >= LR_FAR_ABOVE * rule else (lr / 10 if lr >= LR_ABSURD else lr / 5)
         return (f"peak LR {lr:.3g} -> {new:.3g}; warmup {cfg.get('warmup', '?')} -> {warm} steps; clip grad norm "
                 f"at 1.0", f"ntjax train{preset} --lr {new:.3g} --warmup {warm} --out {out} --yes",
                 {"lr": new, "warmup": warm})
     if cause == "lr_too_low" and lr:
-        new = lr * 10
+        new = rule if rule and lr <= LR_FAR_BELOW * rule else lr * 10
         return (f"peak LR {lr:.3g} -> {new:.3g} (then confirm with an LR range test)",
                 f"ntjax train{preset} --lr {new:.3g} --out {out} --yes", {"lr": new})
     if cause in ("lr_too_high", "lr_too_low"):
