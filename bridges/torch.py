@@ -59,11 +59,18 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
+def describe_group(group: Mapping[str, Any]) -> dict[str, Any]:
+    """One param group's hyperparameters. `lr` is the base LR a scheduler scales (torch's `initial_lr`,
+    set once a scheduler exists), `lr_at_start` the value when monitoring began, if different."""
+    hyper = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+    if "initial_lr" in group and float(group["initial_lr"]) != float(group["lr"]):
+        hyper["lr"], hyper["lr_at_start"] = group["initial_lr"], group["lr"]
+    return {**hyper, "n_params": sum(p.numel() for p in group["params"])}
+
+
 def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's class and every hyperparameter of every param group (lr, betas, eps, weight decay...)."""
-    groups = [{**{k: v for k, v in g.items() if k != "params"}, "n_params": sum(p.numel() for p in g["params"])}
-              for g in optimizer.param_groups]
-    return {"class": type(optimizer).__name__, "param_groups": groups}
+    return {"class": type(optimizer).__name__, "param_groups": [describe_group(g) for g in optimizer.param_groups]}
 
 
 def describe_model(model: torch.nn.Module) -> dict[str, Any]:

@@ -115,6 +115,15 @@ def test_config_json_holds_optimizer_groups_and_model_summary(tmp_path):
             "parameters": 4 * WIDTH * WIDTH + 4 * WIDTH} in cfg["model"]["modules"]
 
 
+def test_config_lr_is_the_schedules_base_lr(tmp_path):
+    model = tiny_transformer()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / 10)  # warmup: the group's lr is now 3e-4
+    TorchMonitor(model, opt, tmp_path).close()
+    group = json.loads((tmp_path / "config.json").read_text())["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(3e-3) and group["lr_at_start"] == pytest.approx(3e-4)
+
+
 def test_close_removes_every_hook(tmp_path):
     model = tiny_transformer()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
