@@ -20,6 +20,7 @@ from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, _one_float, add_
 from ntjax.readers.jsonl import _capped
 from ntjax.runtable import RunTable
 
+MAX_SNIFF_LINES = 20  # lines looked at to tell CSV from text
 _WANDB_EXPORT_SUFFIX = re.compile(r"__(MIN|MAX|step)$")
 _TB_EXPORT_NAME = re.compile(r"^run[-_].*?[-_]tag[-_](?P<tag>.+)\.csv$", re.IGNORECASE)
 
@@ -32,17 +33,29 @@ def sniff_delimiter(first_line: str) -> str | None:
 
 
 def looks_delimited(text: str) -> bool:
-    """A header of at least two names, mostly non-numeric, and a second line with as many fields."""
-    lines = [ln for ln in text.splitlines()[:3] if ln.strip()]
+    """A header of at least two names, mostly non-numeric, then rows of as many fields that are mostly
+    numbers or empty (so `step 1: loss 2.3, lr 1e-3` text lines do not pass for CSV)."""
+    lines = [ln for ln in text.splitlines()[:MAX_SNIFF_LINES] if ln.strip()]
     if len(lines) < 2:
         return False
     delim = sniff_delimiter(lines[0])
     if delim is None:
         return False
-    header = next(csv.reader([lines[0]], delimiter=delim))
-    second = next(csv.reader([lines[1]], delimiter=delim))
+    header, *rows = csv.reader(lines, delimiter=delim)
     names = [h for h in header if h.strip() and _one_float(h) is None]
-    return len(header) >= 2 and len(names) >= len(header) / 2 and len(second) == len(header)
+    if len(header) < 2 or len(names) < len(header) / 2:
+        return False
+    width, same_width, data_rows = len(header), [], 0
+    for row in rows:
+        if row and row[0] == header[0]:  # a repeated (widened) header row starts a new block
+            width = len(row)
+            continue
+        data_rows += 1
+        if len(row) == width:
+            same_width.append(row)
+    cells = [c for r in same_width for c in r]
+    numeric = sum(1 for c in cells if not c.strip() or _one_float(c) is not None)
+    return len(same_width) >= 0.8 * data_rows and numeric >= 0.5 * len(cells)
 
 
 def _column(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:

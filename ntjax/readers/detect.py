@@ -120,4 +120,10 @@ def find_runs(root: str) -> list[Run]:
             runs.append(Run("tensorboard", folder, tuple(events)))
         runs += [Run("file", os.path.join(folder, n), (os.path.join(folder, n),)) for n in names
                  if n.lower().endswith(LOG_SUFFIXES) and n not in NOT_LOGS and "tfevents" not in n]
-    return [dataclasses.replace(r, name=os.path.relpath(r.path, root)) for r in runs]
+    return [dataclasses.replace(r, name=_run_name(r.path, root)) for r in runs]
+
+
+def _run_name(path: str, root: str) -> str:
+    """A run's path relative to the folder searched; the folder's own name when it is the run."""
+    rel = os.path.relpath(path, root)
+    return os.path.basename(root) if rel == "." else rel
