@@ -110,8 +110,9 @@ def command_env(cache_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory) -> Path:
-    """A folder all xdist workers of this session share."""
-    return tmp_path_factory.getbasetemp().parent
+    """A folder all xdist workers of this session share (and only this session)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
