@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> Result:
     if out["comparison"] or out["baseline"]:
         out["plots"].append(str(plot_comparison(out, folder / "plots" / "eval_compare.png")))
     report = folder / REPORT_FILE
-    report.write_text(render_report(out))
+    report.write_text(render_report(out, folder))
     out["report"] = str(report)
     return Result(data=out, human=lambda: print(report.read_text()))
 
@@ -193,8 +194,8 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else (f"{x:.4f}" if math.isfinite(x) else str(x))
 
 
-def render_report(out: dict[str, Any]) -> str:
-    """eval_report.md: the numbers, the comparison and the verdict."""
+def render_report(out: dict[str, Any], folder: Path) -> str:
+    """eval_report.md (written into `folder`): the numbers, the comparison and the verdict."""
     lines = [f"# Eval report: {out['checkpoint']}", "", f"**Verdict:** {out['verdict']}", "",
              f"- Checkpoint: step {out['step']} of `{out['run_dir']}`" if out["run_dir"] else
              f"- Checkpoint: PyTorch state_dict, model from `{out['torch_model']}`", f"- Data: {out['data']}", "",
@@ -216,7 +217,8 @@ def render_report(out: dict[str, Any]) -> str:
         lines += [f"| {k} | {_fmt(out['metrics'][k])} | {_fmt(b['metrics'][k])} | {d:+.4f} |"
                   for k, d in b["delta"].items()]
     if out["plots"]:
-        lines += ["", "## Plot", ""] + [f"![eval loss by checkpoint]({p})" for p in out["plots"]]
+        lines += ["", "## Plot", ""] + [f"![eval loss by checkpoint]({os.path.relpath(p, folder)})"
+                                         for p in out["plots"]]
     return "\n".join(lines) + "\n"
 
 
@@ -285,6 +287,6 @@ def run_torch(args: argparse.Namespace) -> Result:
     folder = Path(args.out) if args.out else Path(args.checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / REPORT_FILE
-    report.write_text(render_report(out))
+    report.write_text(render_report(out, folder))
     out["report"] = str(report)
     return Result(data=out, human=lambda: print(report.read_text()))
