@@ -22,7 +22,7 @@ train: $(STAMP)
 	$(BIN)/ntjax debug runs/default
 
 ## The test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) claude-cli
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
