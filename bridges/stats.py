@@ -1,7 +1,7 @@
 """Per-step statistics of another framework's tensors, computed by `ntjax.diagnostics`.
 
-The PyTorch and TensorFlow bridges hand their gradients, parameters and activations to JAX (DLPack,
-zero-copy on CPU) and call the jitted functions below, so every framework's run is measured by the same
+The PyTorch and TensorFlow bridges hand their gradients, parameters and activations to JAX (numpy
+views or DLPack, no copy on the framework's side) and call the jitted functions below, so every framework's run is measured by the same
 code as an ntjax run. Inputs are dicts {name: array}; outputs are dicts of host floats.
 """
 from __future__ import annotations
