@@ -31,20 +31,25 @@ def rows_to_chunks(rows: Sequence[dict], chunks: Chunks, *, step_key: str | None
     step_key = step_key or pick_key(all_keys, STEP_KEYS)
     time_key = time_key or pick_key(all_keys, TIME_KEYS)
     steps = _row_steps(rows, groups, step_key)
+    cells: dict[str, list[tuple[np.ndarray, ...]]] = {}  # key -> (row index, step, value, time) parts
     for keys, idx in groups.items():
         sub = rows if idx is None else [rows[i] for i in idx]
-        row_steps = steps if idx is None else steps[np.asarray(idx)]
-        time = None
+        index = np.arange(len(rows)) if idx is None else np.asarray(idx)
+        time = np.full(index.shape, np.nan)
         if time_key in keys:
-            time, present = to_floats(list(map(itemgetter(time_key), sub)))
-            time = np.where(present, time, np.nan)
+            t, present = to_floats(list(map(itemgetter(time_key), sub)))
+            time = np.where(present, t, np.nan)
         for key in keys:
             if key in (step_key, time_key) or _is_internal(key) or (keep is not None and not keep(key)):
                 continue
             values, present = to_floats(list(map(itemgetter(key), sub)))
             if present.any():
-                add_chunk(chunks, key, row_steps[present], values[present],
-                          None if time is None else time[present])
+                cells.setdefault(key, []).append((index[present], steps[index][present], values[present],
+                                                  time[present]))
+    for key, parts in cells.items():  # back in row order, so a re-logged step's later write wins
+        index, step, value, time = (np.concatenate(p) for p in zip(*parts))
+        order = np.argsort(index, kind="stable")
+        add_chunk(chunks, key, step[order], value[order], time[order])
     return step_key
 
 
