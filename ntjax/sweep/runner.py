@@ -1,0 +1,119 @@
+"""Running a sweep: recover what a previous run left, then run trials in this process (one worker) or in
+N worker processes sharing the storage, printing each trial as it finishes.
+
+`python -m ntjax.sweep.runner --out DIR --storage URL --study-name NAME ...` is one worker process; the
+coordinator starts N of them (and a user can start more on other machines against the same database).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ntjax.sweep import study as study_lib
+from ntjax.sweep.study import Budget, Recipe
+
+
+def describe(t: FrozenTrial, metric: str) -> str:
+    """One line for a finished trial: number, state, value, params, and why it stopped if it did."""
+    params = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+    value = f"{metric} {t.value:.4f}" if t.value is not None else ""
+    why = t.user_attrs.get("diverged") or t.user_attrs.get("fail_reason") or ""
+    if t.state == TrialState.FAIL and not why:
+        why = "worker lost (no heartbeat): retried on restart"
+    return f"trial {t.number:4d} {t.state.name:8s} {value:22s} {params}" + (f"  [{why}]" if why else "")
+
+
+def _printer(metric: str, say: Callable[[str], None]) -> Callable:
+    def callback(study: optuna.Study, t: FrozenTrial) -> None:
+        if not t.user_attrs.get("skipped"):
+            say(describe(t, metric))
+    return callback
+
+
+def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name: str, *, max_runs: int,
+              max_time: float | None, workers: int, heartbeat_s: int = study_lib.HEARTBEAT_S,
+              say: Callable[[str], None] = print) -> tuple[optuna.Study, Recipe, list[int]]:
+    """Open (or continue) the study and run it to its budget. Returns the study, its recipe and the
+    numbers of trials found lost from an earlier run (now FAIL and queued again)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = study_lib.open_storage(storage_url, heartbeat_s)
+    study, recipe = study_lib.open_study(recipe, storage, study_name, max_runs=max_runs)
+    lost = study_lib.recover_lost_trials(study, heartbeat_s)
+    if lost:
+        say(f"trial(s) {', '.join(map(str, lost))} were lost with their worker: marked FAIL, queued again")
+    deadline = time.time() + max_time if max_time else None
+    budget = Budget(max_runs, deadline)
+    if workers <= 1:
+        objective = study_lib.make_objective(recipe, out_dir, budget)
+        study_lib.run_worker(study, objective, budget, [_printer(recipe.metric, say)])
+    else:
+        _run_processes(study, recipe, out_dir, storage_url, study_name, budget, workers, heartbeat_s, say)
+    return study, recipe, lost
+
+
+def worker_command(out_dir: Path, storage_url: str, study_name: str, budget: Budget, index: int,
+                   heartbeat_s: int) -> list[str]:
+    cmd = [sys.executable, "-m", "ntjax.sweep.runner", "--out", str(out_dir), "--storage", storage_url,
+           "--study-name", study_name, "--max-runs", str(budget.max_runs), "--worker", str(index),
+           "--heartbeat", str(heartbeat_s)]
+    return cmd + (["--deadline", repr(budget.deadline)] if budget.deadline else [])
+
+
+def _run_processes(study: optuna.Study, recipe: Recipe, out_dir: Path, storage_url: str, study_name: str,
+                   budget: Budget, workers: int, heartbeat_s: int, say: Callable[[str], None]) -> None:
+    """Start the worker processes (their output in OUT/worker_N.log), report trials as they finish, and
+    stop the workers if this process is interrupted."""
+    procs = []
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    try:
+        for i in range(workers):
+            log = open(out_dir / f"worker_{i}.log", "ab")
+            procs.append(subprocess.Popen(worker_command(out_dir, storage_url, study_name, budget, i, heartbeat_s),
+                                          stdout=log, stderr=subprocess.STDOUT, env={**os.environ}))
+            log.close()
+        while procs:
+            time.sleep(1.0)
+            for t in study.get_trials(deepcopy=False):
+                if t.state.is_finished() and t.number not in seen:
+                    seen.add(t.number)
+                    if not t.user_attrs.get("skipped"):
+                        say(describe(t, recipe.metric))
+            procs = [p for p in procs if p.poll() is None]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """One worker process: run trials of a stored sweep until its budget is spent."""
+    p = argparse.ArgumentParser(prog="python -m ntjax.sweep.runner", description=main.__doc__)
+    p.add_argument("--out", required=True)
+    p.add_argument("--storage", required=True)
+    p.add_argument("--study-name", required=True)
+    p.add_argument("--max-runs", type=int, required=True)
+    p.add_argument("--deadline", type=float)
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--heartbeat", type=int, default=study_lib.HEARTBEAT_S)
+    args = p.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = study_lib.open_storage(args.storage, args.heartbeat)
+    study, recipe = study_lib.open_study(None, storage, args.study_name, worker=args.worker, max_runs=args.max_runs)
+    budget = Budget(args.max_runs, args.deadline)
+    objective = study_lib.make_objective(recipe, Path(args.out), budget)
+    study_lib.run_worker(study, objective, budget, [_printer(recipe.metric, lambda s: print(s, flush=True))])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
