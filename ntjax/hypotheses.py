@@ -216,7 +216,7 @@ def check_config(cfg: dict[str, Any], votes: _Votes) -> None:
             votes.add("lr_too_high", 0.5, f"config lr {lr:g}: far above any Adam LR that trains")
     wd = cfg.get("weight_decay")
     if isinstance(wd, (int, float)) and wd >= WEIGHT_DECAY_HIGH:
-        votes.add("weight_decay", 0.7, f"config weight_decay {wd:g}: weights shrink faster than they learn")
+        votes.add("weight_decay", 0.8, f"config weight_decay {wd:g}: weights shrink faster than they learn")
     if cfg.get("warmup") == 0:
         votes.add("insufficient_warmup", 0.2, "config warmup 0 steps")
 
