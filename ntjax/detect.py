@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ntjax.errors import NtjaxError
 
-# Top-level module -> framework.
+# Top-level module -> framework (`ntjax` is none: its data, logger and bridges serve every framework).
 _FRAMEWORK_OF = {
-    "jax": "jax", "flax": "jax", "optax": "jax", "equinox": "jax", "haiku": "jax", "orbax": "jax", "ntjax": "jax",
+    "jax": "jax", "flax": "jax", "optax": "jax", "equinox": "jax", "haiku": "jax", "orbax": "jax",
     "torch": "pytorch", "torchvision": "pytorch", "torchaudio": "pytorch", "lightning": "pytorch",
     "pytorch_lightning": "pytorch", "accelerate": "pytorch", "trl": "pytorch", "peft": "pytorch",
     "tensorflow": "tensorflow", "keras": "tensorflow", "tf_keras": "tensorflow",
@@ -65,11 +65,13 @@ class Detection:
     imports: dict[str, list[str]]  # top-level module -> files importing it
     files_read: list[str]
     bridges: list[dict]  # {"flavour", "bridge", "lines"}
+    monitored: bool  # it already imports an ntjax bridge
 
 
 @dataclasses.dataclass
 class _Scan:
     modules: set[str] = dataclasses.field(default_factory=set)
+    dotted: set[str] = dataclasses.field(default_factory=set)  # full module names
     names: set[str] = dataclasses.field(default_factory=set)  # imported names and attribute names used
     local: list[str] = dataclasses.field(default_factory=list)  # candidate local module names
 
@@ -81,10 +83,12 @@ def _scan(tree: ast.AST) -> _Scan:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 scan.modules.add(alias.name.split(".")[0])
+                scan.dotted.add(alias.name)
                 scan.local.append(alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module:
                 scan.modules.add(node.module.split(".")[0])
+                scan.dotted.update([node.module, *(f"{node.module}.{a.name}" for a in node.names)])
                 scan.local.append(node.module)
             elif node.level > 0:  # `from . import x` / `from .x import y`
                 scan.local.extend([node.module] if node.module else [a.name for a in node.names])
@@ -144,6 +148,8 @@ def detect(script: str | Path) -> Detection:
             imports.setdefault(module, []).append(file)
     modules = set(imports)
     names = set().union(*(s.names for s in scans.values()))
+    dotted = set().union(*(s.dotted for s in scans.values()))
+    monitored = any(d.startswith("ntjax.bridges") for d in dotted)
     if "transformers" in modules and names & _HF_TRAINERS:
         modules.add("torch")  # the HF Trainer trains PyTorch models
     frameworks = sorted({_FRAMEWORK_OF[m] for m in modules if m in _FRAMEWORK_OF})
@@ -151,4 +157,4 @@ def detect(script: str | Path) -> Detection:
     framework = frameworks[0] if len(frameworks) == 1 else "mixed" if frameworks else "unknown"
     bridges = [{"flavour": f, "bridge": SNIPPETS[f][0], "lines": SNIPPETS[f][1]} for f in flavours]
     return Detection(script=str(path), framework=framework, frameworks=frameworks, flavours=flavours,
-                     imports=imports, files_read=list(scans), bridges=bridges)
+                     imports=imports, files_read=list(scans), bridges=bridges, monitored=monitored)

@@ -39,6 +39,14 @@ def test_frameworks_and_flavours(tmp_path, source, framework, flavours):
     assert all(2 <= len(b["lines"]) <= 3 for b in d.bridges)
 
 
+def test_a_bridge_import_is_not_jax_and_marks_the_script_monitored(tmp_path):
+    d = detect(write(tmp_path, "t.py", "import torch\nfrom ntjax.bridges.torch import TorchMonitor\n"))
+    assert (d.framework, d.monitored) == ("pytorch", True)
+    d = detect(write(tmp_path, "j.py", "import ntjax.bridges.tensorflow\nfrom ntjax import diagnostics\nimport keras\n"))
+    assert d.framework == "tensorflow" and d.monitored
+    assert not detect(write(tmp_path, "p.py", "import torch\n")).monitored
+
+
 def test_follows_local_imports_one_level(tmp_path):
     write(tmp_path, "model.py", "import torch\nfrom deeper import thing\n")
     write(tmp_path, "deeper.py", "import tensorflow\n")  # two levels down: not read

@@ -22,6 +22,8 @@ def _human(d: dict) -> str:
     label = {"pytorch": "PyTorch", "tensorflow": "TensorFlow/Keras", "jax": "JAX/Flax"}
     fw = " + ".join(label[f] for f in d["frameworks"]) or "no known framework"
     lines = [f"{d['script']}: {fw}" + (f" ({', '.join(d['flavours'])})" if d["flavours"] else "")]
+    if d["monitored"]:
+        lines.append("  already imports an ntjax bridge: its run folder reads with `ntjax curves DIR`")
     if len(d["files_read"]) > 1:
         lines.append("  also read: " + ", ".join(d["files_read"][1:]))
     for b in d["bridges"]:
