@@ -91,7 +91,7 @@ def test_debug_json_contract(tmp_path, capsys):
 
 def _train(tmp_path, name, lr):
     out = tmp_path / name
-    assert main(["train", "--preset", "tiny", "--steps", "60", "--lr", str(lr), "--out", str(out), "--yes",
+    assert main(["train", "--preset", "tiny", "--steps", "40", "--lr", str(lr), "--out", str(out), "--yes",
                  "--no-progress", "--json"]) == 0
     return out
 
