@@ -1,0 +1,138 @@
+"""`ntjax lr-find`: the learning-rate range test from the current state — a fresh init of a preset, or
+the latest checkpoint of a run folder — with the LR rising exponentially, an EMA-smoothed loss, a stop
+once it exceeds 4x its minimum, and two suggested peak LRs (steepest descent, and minimum/10, which we
+recommend; see ntjax/lr_find.py for why).
+
+The run is never altered: the test trains a copy of the state and nothing is written back to the run
+folder (its checkpoints and logs stay byte-identical). The plot goes to --out.
+
+Examples:
+  ntjax lr-find --preset tiny
+  ntjax lr-find --run runs/default --steps 150 --json
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ntjax.cli import Result, add_json_flag
+from ntjax.lr_find import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
+
+DEFAULT_MIN_LR = 1e-6  # below this AdamW barely moves a transformer: steps spent there are wasted
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lr-find", help="learning-rate range test: suggest a peak LR",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="test a fresh init of this preset (tiny | default | small; default: default)")
+    src.add_argument("--run", dest="run_dir", metavar="DIR", help="test from this run folder's latest checkpoint")
+    p.add_argument("--spec", help="a Python spec file (model, loss, data) as for `ntjax train` (with --preset)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"test steps (default {DEFAULT_STEPS})")
+    p.add_argument("--min-lr", type=float, default=DEFAULT_MIN_LR, help=f"first LR (default {DEFAULT_MIN_LR:g})")
+    p.add_argument("--max-lr", type=float, default=DEFAULT_MAX_LR, help=f"last LR (default {DEFAULT_MAX_LR:g})")
+    p.add_argument("--stop-factor", type=float, default=DEFAULT_STOP_FACTOR,
+                   help="stop when the smoothed loss exceeds this multiple of its minimum (default 4)")
+    p.add_argument("--beta", type=float, help="EMA factor (default: averages ~5%% of the steps)")
+    p.add_argument("--out", help="folder for the plot and lr_find.json (default runs/lr-find)")
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def range_test_from_state(cfg, graphdef, state, task, lrs, *, data_start: int = 0, beta: float | None = None,
+                          stop_factor: float = DEFAULT_STOP_FACTOR):
+    """Run the range test on a copy of `state` (a TrainState): the caller's state is neither changed nor
+    donated. The optimizer is the run's own (same clipping, decay and state) with the LR replaced by the
+    exponential ramp, counted from the state's current step."""
+    import jax
+    import jax.numpy as jnp
+
+    from ntjax.lr_find import run_range_test
+    from ntjax.optimizer import make_optimizer
+    from ntjax.step import make_train_step
+
+    start = int(state.step)
+    table = jnp.asarray(lrs, jnp.float32)
+
+    def schedule(count):
+        return table[jnp.clip(count - start, 0, table.shape[0] - 1)]
+
+    tx = make_optimizer(cfg, schedule, state.params)
+    step_fn = make_train_step(graphdef, tx, schedule, loss_fn=task.loss_fn, accum_steps=cfg.accum_steps,
+                              per_layer=False)
+    work = [jax.tree.map(lambda x: jnp.array(x, copy=True), state)]  # the step donates its input
+
+    def step(i: int, lr: float) -> float:
+        work[0], metrics = step_fn(work[0], task.train_batch(data_start + i))
+        return float(metrics["train/loss"])
+
+    return run_range_test(step, lrs, beta=beta, stop_factor=stop_factor)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
+    """(cfg, graphdef, state, task, first data index, what was tested) for --preset or --run."""
+    import dataclasses
+
+    from ntjax import config as config_lib
+
+    if args.run_dir:
+        from ntjax.runfolder import load_run
+        from ntjax.task import build_task
+
+        loaded = load_run(args.run_dir)
+        start = int(loaded.meta.get("data_offset", 0)) + loaded.step
+        return (loaded.cfg, loaded.graphdef, loaded.state, build_task(loaded.cfg), start,
+                f"{args.run_dir} at step {loaded.step}")
+    from ntjax.trainer import build_state
+
+    cfg = config_lib.preset(args.preset or "default")
+    if args.spec:
+        cfg = dataclasses.replace(cfg, spec=args.spec)
+    cfg = config_lib.resolve(cfg)
+    task, graphdef, state, _ = build_state(cfg)
+    return cfg, graphdef, state, task, 0, f"a fresh init of preset {cfg.preset}"
+
+
+def run(args: argparse.Namespace) -> Result:
+
+    from ntjax import lr_find
+    from ntjax.cli import dumps
+    from ntjax.errors import NtjaxError
+
+    if not (0 < args.min_lr < args.max_lr):
+        raise NtjaxError(f"need 0 < --min-lr < --max-lr (got {args.min_lr:g}, {args.max_lr:g})")
+    if args.steps < 10:
+        raise NtjaxError(f"--steps must be at least 10 (got {args.steps})")
+    if args.stop_factor <= 1:
+        raise NtjaxError(f"--stop-factor must exceed 1 (got {args.stop_factor:g})")
+    if args.beta is not None and not 0 <= args.beta < 1:
+        raise NtjaxError(f"--beta must lie in [0, 1) (got {args.beta:g})")
+    cfg, graphdef, state, task, start, source = _load(args)
+    lrs = lr_find.exponential_lrs(args.min_lr, args.max_lr, args.steps)
+    test = range_test_from_state(cfg, graphdef, state, task, lrs, data_start=start, beta=args.beta,
+                                 stop_factor=args.stop_factor)
+    try:
+        sug = lr_find.suggest(test)
+    except ValueError as e:
+        raise NtjaxError(str(e)) from None
+    out = Path(args.out or "runs/lr-find")
+    plot = lr_find.plot_range_test(test, sug, out / "lr_find.png", title=f"LR range test: {source}")
+    data = {"source": source, "optimizer": cfg.optimizer, "configured_lr": cfg.lr, **lr_find.to_dict(test, sug),
+            "plot": str(plot)}
+    (out / "lr_find.json").write_text(dumps(data) + "\n")
+
+    def human() -> None:
+        steep = f"{sug.steepest:.3g}" if sug.steepest is not None else "n/a (too few points before the minimum)"
+        print(f"LR range test on {source}: {len(test.lrs)} steps from {args.min_lr:g}, stopped: {test.stop_reason}")
+        print(f"  loss minimum at lr {sug.min_loss_lr:.3g}")
+        print(f"  steepest descent:  {steep}")
+        print(f"  minimum / 10:      {sug.min_over_10:.3g}   <- recommended")
+        print(f"  why: {sug.why}")
+        if cfg.lr:
+            print(f"  (the config's peak LR is {cfg.lr:.3g})")
+        print(f"  plot: {plot}")
+        print(f"  next: ntjax train --lr {sug.recommended:.2g} ...  or sweep around it: "
+              f"ntjax sweep --param lr=log:{sug.recommended / 3:.1g}:{sug.recommended * 3:.1g}")
+
+    return Result(data=data, human=human)
