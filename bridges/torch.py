@@ -240,3 +240,57 @@ def __getattr__(name: str):
         from ntjax.bridges.lightning import LightningCallback
         return LightningCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- LR range test -----------------------------------------------------------------------------------
+# `ntjax lr-find` for a PyTorch model and optimizer: the math is ntjax.lr_find's; this only runs the steps
+# and puts everything back afterwards.
+
+def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, loss_fn, *,
+            min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 100, beta: float | None = None,
+            stop_factor: float = 4.0, plot: str | os.PathLike | None = None) -> dict:
+    """Learning-rate range test on `model` with `optimizer`: `loss_fn(model, batch)` returns the loss of
+    one batch; `batches` is iterated (cycled if shorter than `steps`). Each param group's LR follows the
+    exponential ramp (scaled by its share of the largest group LR). Afterwards the model's and optimizer's
+    state dicts, the gradients, the training mode and torch's RNG state are restored exactly.
+
+    Returns `ntjax.lr_find.to_dict` (suggestions, recommended LR, curve), plus the plot path if asked.
+    """
+    import copy
+    import itertools
+
+    from ntjax import lr_find as rt
+
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_opt = copy.deepcopy(optimizer.state_dict())
+    saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+    saved_rng, was_training = torch.get_rng_state(), model.training
+    base = [g["lr"] for g in optimizer.param_groups]
+    scales = [b / max(base) for b in base] if max(base) > 0 else [1.0] * len(base)
+    stream = itertools.cycle(batches)
+
+    def step(i: int, lr: float) -> float:
+        for group, scale in zip(optimizer.param_groups, scales):
+            group["lr"] = lr * scale
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, next(stream))
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    model.train()
+    try:
+        test = rt.run_range_test(step, rt.exponential_lrs(min_lr, max_lr, steps), beta=beta, stop_factor=stop_factor)
+    finally:
+        with torch.no_grad():
+            model.load_state_dict(saved_model)
+            for p, g in zip(model.parameters(), saved_grads):
+                p.grad = g
+        optimizer.load_state_dict(saved_opt)
+        torch.set_rng_state(saved_rng)
+        model.train(was_training)
+    suggestion = rt.suggest(test)
+    out = rt.to_dict(test, suggestion)
+    if plot is not None:
+        out["plot"] = str(rt.plot_range_test(test, suggestion, plot, title="LR range test (PyTorch)"))
+    return out
