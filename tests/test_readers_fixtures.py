@@ -208,3 +208,13 @@ def test_wandb_history_and_summary():
     assert at(t.series["eval/ppl"], 107124) == pytest.approx(42.02, abs=0.01)
     assert t.meta["summary"]["val/loss"] == pytest.approx(3.7382, abs=1e-4)
     assert "_runtime" not in t.series and np.all(tr.time > 1.7e9)
+
+
+@pytest.mark.parametrize("raw,name", [
+    ("Test loss (avg on test)", "eval/loss"), ("IoU (avg on test)", "eval/iou"), ("Training loss", "train/loss"),
+    ("train_loss_step", "train/loss"), ("train_loss_epoch", "train/loss_epoch"), ("trl", "train/loss"),
+    ("tel", "eval/loss"), ("val/loss", "eval/loss"), ("train/learning_rate", "train/lr"), ("norm", "train/grad_norm"),
+])
+def test_names_found_in_real_logs_normalise(raw, name):
+    from ntjax.runtable import normalise_name
+    assert normalise_name(raw) == name

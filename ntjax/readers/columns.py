@@ -26,7 +26,7 @@ def pick_key(names: Iterable[str], candidates: Sequence[str]) -> str | None:
     return next((lower[c] for c in candidates if c in lower), None)
 
 
-def _one_float(v: object) -> float | None:
+def one_float(v: object) -> float | None:
     """A cell as a float: numbers, bools, null (NaN), numeric strings incl. "nan"/"inf"; else None."""
     if v is None:
         return float("nan")
@@ -52,7 +52,7 @@ def to_floats(cells: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return values, np.ones(values.shape, bool)
     except (ValueError, TypeError, OverflowError):
         pass
-    converted = [_one_float(c) for c in cells]
+    converted = [one_float(c) for c in cells]
     present = np.fromiter((c is not None for c in converted), bool, len(converted))
     values = np.fromiter((np.nan if c is None else c for c in converted), np.float64, len(converted))
     return values, present

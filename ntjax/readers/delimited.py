@@ -16,7 +16,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, _one_float, add_chunk, build_table, pick_key
+from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, one_float, add_chunk, build_table, pick_key
 from ntjax.readers.jsonl import _capped
 from ntjax.runtable import RunTable
 
@@ -42,7 +42,7 @@ def looks_delimited(text: str) -> bool:
     if delim is None:
         return False
     header, *rows = csv.reader(lines, delimiter=delim)
-    names = [h for h in header if h.strip() and _one_float(h) is None]
+    names = [h for h in header if h.strip() and one_float(h) is None]
     if len(header) < 2 or len(names) < len(header) / 2:
         return False
     width, same_width, data_rows = len(header), [], 0
@@ -54,7 +54,7 @@ def looks_delimited(text: str) -> bool:
         if len(row) == width:
             same_width.append(row)
     cells = [c for r in same_width for c in r]
-    numeric = sum(1 for c in cells if not c.strip() or _one_float(c) is not None)
+    numeric = sum(1 for c in cells if not c.strip() or one_float(c) is not None)
     return len(same_width) >= 0.8 * data_rows and numeric >= 0.5 * len(cells)
 
 
@@ -70,7 +70,7 @@ def _column(cells: list[str]) -> tuple[np.ndarray, np.ndarray]:
     try:
         return np.where(present, text, "nan").astype(np.float64), present
     except ValueError:
-        converted = [_one_float(c) if c.strip() else None for c in cells]
+        converted = [one_float(c) if c.strip() else None for c in cells]
         present = np.array([c is not None for c in converted], bool)
         return np.array([np.nan if c is None else c for c in converted], np.float64), present
 
