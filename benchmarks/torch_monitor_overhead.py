@@ -58,15 +58,14 @@ def grad_stats_ms(model: torch.nn.Module, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=30, help="steps per round of each loop")
+    p.add_argument("--steps", type=int, default=20, help="steps per round of each loop")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--width", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     model = small_transformer(args.width, args.layers, args.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
