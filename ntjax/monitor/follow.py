@@ -149,7 +149,7 @@ class Follower:
         return n
 
     def _poll_reread(self) -> int:
-        from ntjax.readers import read_run
+        from ntjax.readers import ReadError, read_run
         from ntjax.readers.detect import find_runs
 
         files = ([f for r in find_runs(str(self.path)) for f in (r.files or (r.path,))] if self.path.is_dir()
@@ -159,7 +159,13 @@ class Follower:
         if mtime <= self._reread_mtime:
             return 0
         self._reread_mtime = mtime
-        self._reread_table = read_run(self.path)
+        try:
+            self._reread_table = read_run(self.path)
+        except ReadError:
+            if self._reread_table is None:
+                raise
+            return 0  # a half-written file: keep what was read last time
+
         self.bytes_read += sum(os.path.getsize(f) for f in files)
         return 1
 
