@@ -314,16 +314,19 @@ def evaluate_state_dict(path: str | Path, constructor: str, text: str, seq_len: 
     """Evaluate a PyTorch byte-level LM (tokens [B, T] -> logits [B, T, V]) saved as a `state_dict` on the
     held-out tail of `text`: the same windows and metrics as an ntjax run. Loads with `weights_only=True`
     (a checkpoint cannot run code)."""
+    import pickle
+
     import torch
     import torch.nn.functional as F
 
     from ntjax.data import make_data
 
     model = import_constructor(constructor)()
-    try:
+    try:  # weights_only refuses pickled code (an UnpicklingError), not just unknown keys
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, KeyError) as e:
-        raise NtjaxError(f"cannot load the state_dict {path} into {constructor}(): {str(e).splitlines()[0]}") from None
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise NtjaxError(f"cannot load the state_dict {path} into {constructor}(): {first}") from None
     model.eval()
     losses, accs = [], []
     with torch.no_grad():
