@@ -18,12 +18,14 @@ call `scaler.unscale_(optimizer)` before `log` so the norms are of the true grad
 
 `HFTrainerCallback` (transformers) and `LightningCallback` (lightning) are thin wrappers over the
 monitor, imported from here on first use so that importing this module does not import them.
+`lr_find` runs the LR range test of `ntjax lr-find` on a PyTorch model.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -225,6 +227,50 @@ class TorchMonitor:
         if probs:
             metrics.update(stats.attention_metrics(probs))
         return metrics
+
+
+def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Any],
+            loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *, min_lr: float = 1e-7, max_lr: float = 1.0,
+            steps: int = 100, plot: str | os.PathLike | None = None) -> dict[str, Any]:
+    """LR range test of a PyTorch model and optimizer, by the math of `ntjax.lr_find` (the one used by
+    `ntjax lr-find`): every param group's LR grows exponentially from `min_lr` to `max_lr` over `steps`
+    steps of `loss_fn(model, batch)`, stopping once the smoothed loss blows up. The model's and the
+    optimizer's state are restored afterwards, so training can start from where it was.
+
+    `batches` is re-iterated when it runs out (a DataLoader or a list). Returns `ntjax.lr_find.to_dict`:
+    `recommended`, both `suggestions`, `stop_reason`, and the LR/loss curve (plotted to `plot` if given).
+    """
+    from ntjax import lr_find as lrf
+
+    model_state = copy.deepcopy(model.state_dict())
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    source = iter(batches)
+
+    def step(i: int, lr: float) -> float:
+        nonlocal source
+        try:
+            batch = next(source)
+        except StopIteration:
+            source = iter(batches)
+            batch = next(source)  # a one-shot generator that ran out raises here: pass a list or DataLoader
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, batch)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    model.train()
+    try:
+        test = lrf.run_range_test(step, lrf.exponential_lrs(min_lr, max_lr, steps))
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+    suggestion = lrf.suggest(test)
+    if plot is not None:
+        lrf.plot_range_test(test, suggestion, plot, title=f"LR range test: {type(model).__name__}")
+    return lrf.to_dict(test, suggestion)
 
 
 def _ask_for_weights(module, args, kwargs):
