@@ -5,11 +5,11 @@ The convention for SKILL.md files, their references, agents and knowledge docs:
   ending in a backslash continues on the next). Use ```text or ```python for anything else.
 - Commands call the CLI through the plugin's launcher, `"${CLAUDE_PLUGIN_ROOT}/scripts/ntjax"`, so they
   work on a user's machine where `ntjax` is not on PATH.
-- UPPERCASE placeholders stand for the user's paths; this test substitutes them (`PLACEHOLDERS`):
+- UPPERCASE placeholders stand for the user's paths; this test substitutes them:
   RUN_DIR and BASELINE_DIR: copies of a finished tiny ntjax run made once per session;
   LOG_PATH (alias LOG_FILE): a real Hugging Face trainer_state.json; SCRIPT: a plain PyTorch script;
-  RUNS_CSV (alias CSV): the Chinchilla points; NEW_RUN_DIR, SWEEP_DIR, STUDY_DIR, OUT_DIR: new
-  folders; SNAPSHOT_PNG: a new file.
+  RUNS_CSV (alias CSV): the Chinchilla points; any other name ending in _DIR or _PNG (NEW_RUN_DIR,
+  SWEEP_DIR, SNAPSHOT_PNG...): a new folder or file, the same one for every command of the doc.
 - A doc's commands run in order in one scratch folder, so a later command may read what an earlier
   one wrote (`--out runs/x`, then `curves runs/x`).
 - Budget flags are capped so that the suite stays fast (`BUDGET_CAPS`: `--preset` becomes `tiny`,
@@ -45,9 +45,10 @@ EXISTING = {
     "SCRIPT": FIXTURES / "plugin/torch_train.py",
     "RUNS_CSV": CHINCHILLA, "CSV": CHINCHILLA,
 }
-NEW_PATHS = ("NEW_RUN_DIR", "SWEEP_DIR", "STUDY_DIR", "OUT_DIR", "SNAPSHOT_PNG")
 RUNS = ("RUN_DIR", "BASELINE_DIR")
-PLACEHOLDERS = set(EXISTING) | set(NEW_PATHS) | set(RUNS)
+# Any other UPPERCASE name ending in _DIR or _PNG is a new path (NEW_RUN_DIR, SWEEP_DIR, SNAPSHOT_PNG...).
+NEW_PATH = re.compile(r"\b[A-Z][A-Z0-9_]*_(?:DIR|PNG)\b")
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b")
 # flag -> (kind, cap): numbers are lowered to the cap, strings replaced.
 BUDGET_CAPS = {"--preset": "tiny", "--steps": 8, "--warmup": 2, "--eval-every": 4, "--ckpt-every": 4,
                "--max-runs": 2, "--max-time": 60, "--workers": 1}
@@ -141,10 +142,9 @@ def test_docs_have_commands_and_use_the_launcher():
 
 
 def test_placeholders_are_known():
-    unknown = [f"{d}:{n}: {w}" for d, n, c in all_commands()
-               for w in re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b", c.replace(LAUNCHER, ""))
-               if w not in PLACEHOLDERS]
-    assert not unknown, "unknown placeholders (add them to PLACEHOLDERS or write real values):\n" + "\n".join(unknown)
+    unknown = [f"{d}:{n}: {w}" for d, n, c in all_commands() for w in PLACEHOLDER.findall(c.replace(LAUNCHER, ""))
+               if w not in EXISTING and w not in RUNS and not NEW_PATH.fullmatch(w)]
+    assert not unknown, "unknown placeholders (see this file's docstring, or write real values):\n" + "\n".join(unknown)
 
 
 def concrete_command(command: str, paths: dict[str, Path]) -> str:
@@ -178,7 +178,8 @@ DOCS_WITH_COMMANDS = sorted({d for d, _, _ in all_commands()})
 def test_commands_run_as_written(doc, tmp_path, shared_dir, request):
     """A doc's commands run in order in one folder, so a later one may use what an earlier one made."""
     commands = [(n, c) for d, n, c in all_commands() if d == doc]
-    paths = {name: tmp_path / name.lower() for name in NEW_PATHS} | EXISTING
+    new = {w for _, c in commands for w in NEW_PATH.findall(c) if w not in RUNS}
+    paths = {name: tmp_path / name.lower() for name in new} | EXISTING
     if any(re.search(rf"\b{name}\b", c) for _, c in commands for name in RUNS):
         for name in RUNS:  # copies: some commands write plots or reports into the run folder
             shutil.copytree(request.getfixturevalue("fixture_run"), tmp_path / name.lower())
