@@ -158,8 +158,9 @@ def open_study(recipe: Recipe | None, storage: optuna.storages.BaseStorage, name
 
 def counts_toward_budget(t: FrozenTrial) -> bool:
     """Trials that used (or are using) a slot: finished ones, running ones, and failures with a known
-    reason. A trial lost with its worker (FAIL, no reason) does not count: it is retried instead."""
-    if t.user_attrs.get("skipped"):
+    reason. A trial lost with its worker (FAIL, no reason) does not count: it is retried instead; nor
+    does a queued one (WAITING) until a worker picks it up."""
+    if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
         return False
     return t.state != TrialState.FAIL or "fail_reason" in t.user_attrs
 
