@@ -8,30 +8,32 @@ through the plugin's launcher, works on a real log and its output comes back to 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from claude_client import MISSING, ROOT, claude_bin
 
-LOG = ROOT / "tests/fixtures/logs/hf_trainer_state/tinyLlama-finetune_trainer_state.json"
+FIXTURE_LOG = ROOT / "tests/fixtures/logs/hf_trainer_state/tinyLlama-finetune_trainer_state.json"
 FIRST_COMMAND = '"${CLAUDE_PLUGIN_ROOT}/scripts/ntjax" curves LOG_PATH --json --no-plot'
 RULES_HEADING = "# neural-trainer: always-on rules"
 
 pytestmark = pytest.mark.skipif(claude_bin() is None, reason=MISSING)
 
 
-def scenario() -> dict:
+def scenario(log: Path) -> dict:
     """User asks about a log; the model calls the skill, runs its first command on the log, answers."""
     expanded = FIRST_COMMAND.replace("${CLAUDE_PLUGIN_ROOT}", str(ROOT))
     return {
-        "prompt": f"Is my training healthy? The log is {LOG}",
+        "prompt": f"Is my training healthy? The log is {log}",
         "expect_skills_listed": ["interpret-curves"],
         "turns": [
-            {"skill": "interpret-curves", "args": str(LOG),
+            {"skill": "interpret-curves", "args": str(log),
              "expect": {"is_error": False, "contains": [expanded], "not_contains": ["${CLAUDE_PLUGIN_ROOT}"]}},
-            {"bash_from_last_result": {"match": "scripts/ntjax\" curves LOG_PATH", "replace": {"LOG_PATH": str(LOG)}},
+            {"bash_from_last_result": {"match": "scripts/ntjax\" curves LOG_PATH", "replace": {"LOG_PATH": str(log)}},
              "description": "Read and plot the training log", "expect": {"is_error": False}},
             {"text": "The run looks as the findings say."},
         ],
@@ -41,7 +43,10 @@ def scenario() -> dict:
 def test_skill_runs_its_first_command_in_a_real_session(tmp_path):
     if subprocess.run([str(ROOT / ".venv/bin/ntjax"), "curves", "--help"], capture_output=True).returncode:
         pytest.xfail("`ntjax curves` is not registered yet")
-    (tmp_path / "scenario.json").write_text(json.dumps(scenario()))
+    log = tmp_path / "log" / FIXTURE_LOG.name  # a copy: `curves` writes its PNG next to the log
+    log.parent.mkdir()
+    shutil.copy(FIXTURE_LOG, log)
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario(log)))
     scratch = tmp_path / "scratch"
     p = subprocess.run([sys.executable, str(ROOT / "tests/ccstub/run_scenario.py"), str(tmp_path / "scenario.json"),
                         "--claude", str(claude_bin()), "--plugin-dir", str(ROOT), "--no-copy-plugin",
@@ -60,7 +65,7 @@ def test_skill_runs_its_first_command_in_a_real_session(tmp_path):
 
     # The command's output is what the model gets back: the same analysis as running it here.
     bash = next(r for r in report["tool_results"] if r["tool"] == "Bash")
-    direct = subprocess.run([str(ROOT / "scripts/ntjax"), "curves", str(LOG), "--json", "--no-plot"],
+    direct = subprocess.run([str(ROOT / "scripts/ntjax"), "curves", str(log), "--json", "--no-plot"],
                             capture_output=True, text=True, check=True)
     got, want = json.loads(bash["content_full"]), json.loads(direct.stdout)
     assert got["format"] == want["format"] and got["verdict"] == want["verdict"]

@@ -179,7 +179,11 @@ def test_commands_run_as_written(doc, tmp_path, shared_dir, request):
     """A doc's commands run in order in one folder, so a later one may use what an earlier one made."""
     commands = [(n, c) for d, n, c in all_commands() if d == doc]
     new = {w for _, c in commands for w in NEW_PATH.findall(c) if w not in RUNS}
-    paths = {name: tmp_path / name.lower() for name in new} | EXISTING
+    paths = {name: tmp_path / name.lower() for name in new}
+    for name, source in EXISTING.items():  # copies: `curves` writes its PNGs next to a log file
+        paths[name] = tmp_path / "inputs" / name.lower() / source.name
+        paths[name].parent.mkdir(parents=True)
+        shutil.copy(source, paths[name])
     if any(re.search(rf"\b{name}\b", c) for _, c in commands for name in RUNS):
         for name in RUNS:  # copies: some commands write plots or reports into the run folder
             shutil.copytree(request.getfixturevalue("fixture_run"), tmp_path / name.lower())
