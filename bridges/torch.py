@@ -137,6 +137,7 @@ class TorchMonitor:
         """
         grads = {n: to_jax(p.grad) for n, p in self._params if p.grad is not None}
         sampling = self.is_sampling(step) or self._steps_logged == 0
+        self._snapshot = None  # one left over means the last optimizer step was skipped (e.g. GradScaler)
         self._steps_logged += 1
         metrics, finite = stats.grad_metrics(grads, per_layer=sampling)
         metrics[grad_norm_name] = metrics.pop("train/grad_norm")
