@@ -6,7 +6,7 @@ import math
 import optuna
 import pytest
 
-from ntjax.config import preset
+from ntjax.config import preset, to_dict
 from ntjax.errors import NtjaxError
 from ntjax.sweep import results, sensitivity, space
 from ntjax.sweep import study as study_lib
@@ -77,7 +77,7 @@ def test_lr_sensitivity_on_synthetic_numbers():
 
 
 def _recipe(strategy, params=("lr=log:1e-4:1e-1",), grid_points=None):
-    base = json.loads(json.dumps(__import__("ntjax.config", fromlist=["to_dict"]).to_dict(preset("tiny"))))
+    base = json.loads(json.dumps(to_dict(preset("tiny"))))
     return study_lib.Recipe(params=tuple(params), strategy=strategy, grid_points=grid_points, base=base)
 
 

@@ -79,14 +79,26 @@ def test_killed_worker_leaves_its_trial_failed_and_the_restarted_sweep_continues
 
 @pytest.mark.slow
 def test_lr_search_lands_within_3x_of_a_fine_grid(tmp_path):
-    common = ["--preset", "tiny", "--steps", "20", "--eval-every", "10", "--workers", "2", "--pruner", "none"]
-    grid = _sweep(*common, "--strategy", "grid", "--grid-points", "9", "--param", "lr=log:1e-4:1e-1",
-                  "--out", str(tmp_path / "grid"))
-    bayes = _sweep(*common, "--strategy", "bayes", "--max-runs", "7", "--param", "lr=log:1e-4:1e-1",
-                   "--out", str(tmp_path / "bayes"))
-    assert len(grid["trials"]) == 9 and len(bayes["trials"]) == 7
+    # tiny at 20 steps: the eval loss vs LR bottoms out (flat) around 2e-2 to 5e-2 and diverges above.
+    common = ["--preset", "tiny", "--steps", "20", "--eval-every", "10", "--workers", "2", "--pruner", "none",
+              "--param", "lr=log:1e-3:1e-1"]
+    grid = _sweep(*common, "--strategy", "grid", "--grid-points", "7", "--out", str(tmp_path / "grid"))
+    bayes = _sweep(*common, "--strategy", "bayes", "--max-runs", "6", "--out", str(tmp_path / "bayes"))
+    assert len(grid["trials"]) == 7 and len(bayes["trials"]) == 6
     g, b = grid["best"], bayes["best"]
     ratio = b["params"]["lr"] / g["params"]["lr"]
+    # Within 3x of the grid's best LR, or (on the flat bottom) as good as it.
     assert 1 / 3 <= ratio <= 3 or b["value"] <= g["value"] + 0.02, (g, b)
-    assert b["value"] <= g["value"] + 0.1
-    assert math.isfinite(b["value"])
+    assert math.isfinite(b["value"]) and b["value"] <= g["value"] + 0.1
+
+
+@pytest.mark.slow
+def test_sensitivity_mode_reports_the_metric(tmp_path):
+    data = _sweep("--preset", "tiny", "--steps", "10", "--eval-every", "10", "--sensitivity", "--grid-points", "2",
+                  "--param", "lr=log:1e-3:1e-2", "--out", str(tmp_path))
+    s = data["sensitivity"]
+    assert len(data["trials"]) == 2 and s["lrs"] == [1e-3, 1e-2]
+    assert s["init_loss"] == pytest.approx(math.log(256), abs=0.1)  # a fresh byte model guesses uniformly
+    losses = [min(v, s["init_loss"]) for v in s["losses"]]
+    assert s["best_loss"] == min(losses) and s["value"] == pytest.approx(sum(losses) / 2 - min(losses))
+    assert any(p.endswith("sensitivity.png") for p in data["plots"])

@@ -7,7 +7,6 @@ coordinator starts N of them (and a user can start more on other machines agains
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -78,7 +77,7 @@ def _run_processes(study: optuna.Study, recipe: Recipe, out_dir: Path, storage_u
         for i in range(workers):
             log = open(out_dir / f"worker_{i}.log", "ab")
             procs.append(subprocess.Popen(worker_command(out_dir, storage_url, study_name, budget, i, heartbeat_s),
-                                          stdout=log, stderr=subprocess.STDOUT, env={**os.environ}))
+                                          stdout=log, stderr=subprocess.STDOUT))
             log.close()
         while procs:
             time.sleep(1.0)

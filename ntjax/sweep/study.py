@@ -187,7 +187,7 @@ class _Skipped(Exception):
 
 def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wait: bool = True) -> list[int]:
     """Mark trials whose worker died as FAIL (waiting out the heartbeat grace period if some look
-    running), then queue each lost trial's parameters again once. Returns the lost trial numbers."""
+    running), then queue each lost trial's parameters again, once. Returns the trials queued again now."""
     if wait and any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
         time.sleep(GRACE_FACTOR * heartbeat_s + 1)  # a live worker elsewhere keeps beating and keeps its trial
     optuna.storages.fail_stale_trials(study)
@@ -195,10 +195,10 @@ def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wai
     retried = {t.user_attrs.get("retry_of") for t in trials}
     lost = [t for t in trials if t.state == TrialState.FAIL and not counts_toward_budget(t)
             and not t.user_attrs.get("skipped") and t.params]
-    for t in lost:
-        if t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-    return [t.number for t in lost]
+    fresh = [t for t in lost if t.number not in retried]
+    for t in fresh:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+    return [t.number for t in fresh]
 
 
 # --- the objective ------------------------------------------------------------------------------
@@ -211,8 +211,7 @@ def _worst(direction: str) -> float:
     return math.inf if direction == "minimize" else -math.inf
 
 
-def make_objective(recipe: Recipe, out_dir: Path, budget: Budget,
-                   train_fn: Callable | None = None) -> Callable[[optuna.Trial], float]:
+def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[optuna.Trial], float]:
     """Train one trial into `out_dir/trial_NNNN` and return its final `recipe.metric`.
 
     The eval metric is reported to the pruner at every eval; a pruned trial stops there. A diverged trial
@@ -221,7 +220,6 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget,
     """
     from ntjax.trainer import train
 
-    train_fn = train_fn or train
     params_space = recipe.space()
     base = recipe.base_config()
 
@@ -245,8 +243,8 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget,
             run_dir = trial_dir(out_dir, trial.number)
             trial.set_user_attr("run_dir", str(run_dir))
             _resume_from_lost(trial, out_dir, run_dir)
-            result = train_fn(space_lib.apply_params(base, params), run_dir, on_eval=on_eval, progress=False,
-                              report=False)
+            result = train(space_lib.apply_params(base, params), run_dir, on_eval=on_eval, progress=False,
+                           report=False)
         except optuna.TrialPruned:
             raise
         except Exception as e:  # recorded with its reason; the sweep goes on
