@@ -13,7 +13,7 @@ The convention for SKILL.md files, their references, agents and knowledge docs:
 - A doc's commands run in order in one scratch folder, so a later command may read what an earlier
   one wrote (`--out runs/x`, then `curves runs/x`).
 - Budget flags are capped so that the suite stays fast (`BUDGET_CAPS`: `--preset` becomes `tiny`,
-  `--steps` at most 8...). Nothing else in a command is changed: a made-up flag fails here.
+  `--steps` at most 10...). Nothing else in a command is changed: a made-up flag fails here.
 
 A command whose ntjax subcommand is not registered yet is an xfail naming it (TODO(before landing):
 drop that escape once all ten commands exist).
@@ -50,7 +50,7 @@ RUNS = ("RUN_DIR", "BASELINE_DIR")
 NEW_PATH = re.compile(r"\b[A-Z][A-Z0-9_]*_(?:DIR|PNG)\b")
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b")
 # flag -> (kind, cap): numbers are lowered to the cap, strings replaced.
-BUDGET_CAPS = {"--preset": "tiny", "--steps": 8, "--warmup": 2, "--eval-every": 4, "--ckpt-every": 4,
+BUDGET_CAPS = {"--preset": "tiny", "--steps": 10, "--warmup": 2, "--eval-every": 4, "--ckpt-every": 4,
                "--max-runs": 2, "--max-time": 60, "--workers": 1}
 FIXTURE_RUN_STEPS = 8
 
