@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NtjaxError as e:
         print(f"ntjax {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ntjax ... | head` closed the pipe: not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"ntjax {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -111,8 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
     if as_json:
-        real_stdout.write(dumps(result.data) + "\n")
-        real_stdout.flush()
+        try:
+            real_stdout.write(dumps(result.data) + "\n")
+            real_stdout.flush()
+        except BrokenPipeError:
+            return 0
     return result.exit_code
 
 

@@ -47,11 +47,16 @@ def norms_by_layer(tree: PyTree) -> dict[str, jax.Array]:
     return {name: jnp.sqrt(_sumsq(x)) for name, x in named_leaves(tree).items()}
 
 
-def update_ratios(updates: PyTree, params: PyTree, eps: float = 1e-12) -> dict[str, jax.Array]:
+def update_ratios(updates: PyTree, params: PyTree) -> dict[str, jax.Array]:
     """Per-leaf ||update|| / ||param||: ~1e-3 is the healthy range for Adam-style training
-    (Karpathy's rule of thumb; much larger means the layer is being rewritten each step)."""
+    (Karpathy's rule of thumb; much larger means the layer is being rewritten each step). A leaf whose
+    parameters are all zero (a freshly initialised bias) has no meaningful ratio and reports 0."""
     u, p = named_leaves(updates), named_leaves(params)
-    return {name: jnp.sqrt(_sumsq(u[name])) / (jnp.sqrt(_sumsq(p[name])) + eps) for name in u}
+
+    def ratio(name: str) -> jax.Array:
+        pn = jnp.sqrt(_sumsq(p[name]))
+        return jnp.where(pn > 0, jnp.sqrt(_sumsq(u[name])) / jnp.where(pn > 0, pn, 1.0), 0.0)
+    return {name: ratio(name) for name in u}
 
 
 def all_finite(tree: PyTree) -> jax.Array:

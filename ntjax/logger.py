@@ -62,6 +62,12 @@ class JsonlBackend:
         self._f.write(metrics_line(step, metrics, wall_time))
         self._f.flush()
 
+    def rewind(self, step: int) -> None:
+        """Drop the lines after `step` (a rollback re-runs those steps) and keep appending."""
+        self._f.close()
+        truncate_after(self.path, step)
+        self._f = open(self.path, "a", encoding="utf-8")
+
     def close(self) -> None:
         self._f.close()
 
@@ -199,6 +205,13 @@ class MetricLogger:
         plain = {k: (float(v) if not isinstance(v, (bool, np.bool_)) else bool(v)) for k, v in metrics.items()}
         for b in self.backends:
             b.write(int(step), plain, wall)
+
+    def rewind(self, step: int) -> None:
+        """Forget the steps after `step` in metrics.jsonl (the other backends keep them; readers take
+        the last write of a repeated step)."""
+        for b in self.backends:
+            if isinstance(b, JsonlBackend):
+                b.rewind(step)
 
     def histogram(self, step: int, name: str, values: np.ndarray) -> None:
         for b in self.backends:

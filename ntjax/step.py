@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from ntjax import diagnostics
+from ntjax.guards import SpikeGuardState
 
 LossFn = Callable[[nnx.Module, jax.Array, bool], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -101,6 +102,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
             "train/nonfinite": ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm)),
             **aux,
         }
+        if isinstance(opt_state, SpikeGuardState):
+            metrics["train/skipped"] = opt_state.last_skipped
         if accum_steps > 1:  # |G_small|² (one micro-batch) and |G_big|² (their mean): noise-scale inputs
             metrics["gns/small_sq"] = micro_sq
             metrics["gns/big_sq"] = jnp.square(grad_norm)

@@ -7,6 +7,7 @@ warnings the moment they happen, resumes from the latest checkpoint, and writes 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import resource
 import sys
@@ -28,7 +29,24 @@ from ntjax.runfolder import optimizer_evidence, read_config, write_config
 from ntjax.schedules import make_schedule
 from ntjax.step import TrainState, init_state, make_eval_step, make_train_step
 from ntjax.task import Task, build_task
-from ntjax.watch import NoiseScale, Watch
+from ntjax.guards import spike_guard
+from ntjax.nan_locate import localise_nonfinite
+from ntjax.watch import Event, NoiseScale, Watch
+
+
+EVENTS_FILE = "events.jsonl"
+# Roll back when the spike guard fires this many times within this many steps (one skip is noise).
+ROLLBACK_SKIPS, ROLLBACK_WINDOW = 3, 20
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A dispatched step whose metrics have not been read yet."""
+
+    step: int
+    metrics: dict
+    state_before: TrainState
+    index: int  # data batch index
 
 
 @dataclasses.dataclass
@@ -60,7 +78,10 @@ def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, Tr
     def make_tx(factor: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
         base = make_schedule(cfg.schedule, cfg.lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
                              cfg.decay_fraction)
-        return make_optimizer(cfg, base, params), base
+        tx = make_optimizer(cfg, base, params)
+        if cfg.on_instability != "stop":
+            tx = spike_guard(tx, cfg.spike_window, cfg.spike_threshold)
+        return tx, base
 
     tx, _ = make_tx(lr_factor)
     graphdef, state = init_state(task.model, tx, trainable)
@@ -117,6 +138,8 @@ class Trainer:
         b = self.cfg.micro_batch_size or self.cfg.batch_size
         self.noise = NoiseScale(b, self.cfg.batch_size) if self.cfg.accum_steps > 1 else None
         self.eval_history: list[tuple[int, float]] = []
+        self._skips: list[int] = []
+        self._nan_located = False
         n = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
         write_config(self.out, self.cfg, {
             "model": {"class": type(self.task.model).__name__, "n_params": n,
@@ -185,44 +208,103 @@ class Trainer:
         cfg, start = self.cfg, int(self.state.step)
         t0 = time.time()
         last: dict[str, float] = {}
-        pending: tuple[int, dict] | None = None
         self._clock = time.time()
         self._records, self._train_seconds = 0, 0.0
         diverged = False
+        if cfg.on_instability == "rollback" and self.ckpts.latest_step() is None:
+            self.ckpts.save(start, self.state, self.meta)  # something to roll back to
         bar = _Progress(self.progress, cfg.steps, start, self.console)
+        pending: _Pending | None = None
         try:
-            for i in range(start, cfg.steps):
-                step = i + 1
-                batch = self.task.train_batch(i + self.meta["data_offset"])
+            i = start
+            while i < cfg.steps:
+                index = i + self.meta["data_offset"]
+                before = self.state
                 fn = self.probe_step if i % cfg.probe_every == 0 else self.train_step
-                self.state, metrics = fn(self.state, batch)
-                if pending is not None:  # read step N only after step N+1 is queued
-                    last = self._record(*pending)
-                    bar.update(last)
-                    if last["train/nonfinite"] and cfg.on_instability == "stop":
-                        diverged = True
-                        break
-                pending = (step, metrics)
+                self.state, metrics = fn(self.state, self.task.train_batch(index))
+                queued = _Pending(i + 1, metrics, before, index)
+                step = i + 1
                 boundary = step % cfg.eval_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps
-                if boundary:
-                    last = self._record(*pending)
-                    pending = None
+                # Read step N only after step N+1 is queued; at an eval/checkpoint boundary read both.
+                for item in ([pending] if pending else []) + ([queued] if boundary else []):
+                    last = self._record(item.step, item.metrics)
                     bar.update(last)
-                    if last["train/nonfinite"] and cfg.on_instability == "stop":
+                    action = self._judge(item, last)
+                    if action != "continue":
+                        break
+                else:
+                    action = "continue"
+                pending = None if boundary else queued
+                if action == "stop":
+                    diverged = True
+                    break
+                if action == "rollback":
+                    pending = None
+                    i = self._rollback(item.step)
+                    if i < 0:
                         diverged = True
                         break
+                    continue
+                if boundary:
                     ev = self._evaluate(step) if step % cfg.eval_every == 0 or step == cfg.steps else None
                     if step % cfg.ckpt_every == 0 or step == cfg.steps:
                         self.ckpts.save(step, self.state, self.meta, ev)
                     self._clock = time.time()  # eval and saving are not training time
-            if pending is not None:
-                last = self._record(*pending)
+                i += 1
         finally:
             bar.close()
             self.ckpts.close()
             self.logger.close()
-        wall = time.time() - t0
-        return self._result(last, diverged, wall, start)
+        return self._result(last, diverged, time.time() - t0, start)
+
+    def _judge(self, item: "_Pending", m: dict[str, float]) -> str:
+        """What to do after a step: continue, stop, or roll back (per `on_instability`)."""
+        policy = self.cfg.on_instability
+        if m["train/nonfinite"]:
+            if not self._nan_located:
+                self._nan_located = True
+                where = localise_nonfinite(self.probe_step, item.state_before, self.task.train_batch(item.index))
+                self._event(item.step, "nan_origin", f"first non-finite value at step {item.step}: {where}")
+            if policy in ("stop", "rollback"):
+                return policy
+        if m.get("train/skipped"):
+            self._skips.append(item.step)
+            self._event(item.step, "skip", f"spike guard skipped the update of step {item.step} "
+                                           f"(loss {m['train/loss']:.4g}, grad norm {m['train/grad_norm']:.4g})")
+            recent = [s for s in self._skips if s > item.step - ROLLBACK_WINDOW]
+            if policy == "rollback" and len(recent) >= ROLLBACK_SKIPS:
+                return "rollback"
+        return "continue"
+
+    def _rollback(self, bad_step: int) -> int:
+        """Restore the last good checkpoint, lower the LR, skip the data window that went wrong.
+        Returns the step index to continue from, or -1 when the retry cap is reached."""
+        if self.meta["rollbacks"] >= self.cfg.max_rollbacks:
+            self._event(bad_step, "rollback_cap", f"{self.meta['rollbacks']} rollbacks already: giving up")
+            return -1
+        self.ckpts.wait()
+        good = self.ckpts.latest_step()
+        state, meta = self.ckpts.restore(good, jax.tree.map(np.zeros_like, self.state))
+        skip = bad_step - good
+        self.meta = {**meta, "rollbacks": self.meta["rollbacks"] + 1,
+                     "lr_factor": self.meta["lr_factor"] * self.cfg.rollback_lr_factor,
+                     "data_offset": self.meta["data_offset"] + skip}
+        self.state = state
+        self._compile(self.meta["lr_factor"])
+        self.logger.rewind(good)
+        self.eval_history = [e for e in self.eval_history if e[0] <= good]
+        self._skips.clear()
+        self._event(bad_step, "rollback", f"rolled back from step {bad_step} to checkpoint {good}; LR x"
+                                          f"{self.meta['lr_factor']:g}; skipping {skip} batches of data")
+        self._clock = time.time()
+        return good
+
+    def _event(self, step: int, kind: str, message: str) -> None:
+        """Record an instability event: warn now, keep it for the report, append it to events.jsonl."""
+        self._warn(message)
+        self.watch.events.append(Event(step, kind, message))
+        with open(self.out / EVENTS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "time": round(time.time(), 3), "kind": kind, "message": message}) + "\n")
 
     def _result(self, last: dict, diverged: bool, wall: float, start: int) -> TrainResult:
         best = min(self.eval_history, key=lambda e: e[1], default=(None, math.nan))

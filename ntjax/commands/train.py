@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="on a NaN or loss spike: stop, skip the update, or roll back to the last good checkpoint")
     p.add_argument("--init-from", help="start from this run folder's latest checkpoint (fine-tuning)")
     p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
-    p.add_argument("--lora-targets", help="comma list of attn,mlp")
+    p.add_argument("--lora-targets", help="comma list of attn,mlp (or layer names such as qkv, fc)")
     p.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
@@ -69,6 +69,9 @@ def build_config(args: argparse.Namespace):
         from ntjax.errors import NtjaxError
         raise NtjaxError(f"{out} holds a '{cfg.preset}' run; pass --out to start a '{args.preset}' run elsewhere")
     changes = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
+    for path_field in ("init_from", "spec", "data"):  # the run folder must work from anywhere
+        if changes.get(path_field):
+            changes[path_field] = str(Path(changes[path_field]).absolute())
     if args.log is not None:
         changes["log"] = parse_backends(args.log)
     if args.lora_targets:
