@@ -31,7 +31,7 @@ def next_steps(result: Any, unigram: float | None) -> list[str]:
     return tips
 
 
-def render(result: Any, config: dict, plots: list[Path]) -> str:
+def render(result: Any, config: dict, plots: list[Path], analysis: Any = None) -> str:
     """The markdown text of report.md."""
     cfg = config.get("train", {})
     data = config.get("data", {})
@@ -57,6 +57,9 @@ def render(result: Any, config: dict, plots: list[Path]) -> str:
     lines += [f"| throughput | {result.tokens_per_s:,.0f} tokens/s |", f"| wall time | {result.wall_s:.1f} s |", ""]
     lines += ["## Anomalies seen while training", ""]
     lines += [f"- step {e['step']}: {e['kind']} — {e['message']}" for e in result.events] or ["- none"]
+    if analysis is not None:
+        lines += ["", "## What the curves say (`ntjax curves`)", "", analysis.verdict, ""]
+        lines += [f"- [{f.severity}] {f.kind} in {f.metric}: {f.evidence}" for f in analysis.findings]
     lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
     lines += ["## Suggested next steps", ""] + [f"{i}. {t}" for i, t in enumerate(next_steps(result, unigram), 1)]
     return "\n".join(lines) + "\n"
@@ -64,12 +67,14 @@ def render(result: Any, config: dict, plots: list[Path]) -> str:
 
 def write_report(result: Any) -> Path:
     """Draw the run's plots into `plots/` and write `report.md`; returns the report's path."""
+    from ntjax.detectors import analyse
     from ntjax.plots import plot_training_report
     from ntjax.readers import read_run
 
     out = Path(result.out_dir)
     config = json.loads((out / "config.json").read_text())
-    plots = plot_training_report(read_run(out), out / "plots")
+    table = read_run(out)
+    plots = plot_training_report(table, out / "plots")
     path = out / REPORT_FILE
-    path.write_text(render(result, config, plots))
+    path.write_text(render(result, config, plots, analyse(table)))
     return path

@@ -9,6 +9,7 @@ A spec module defines:
 and optionally
     loss_fn(model, batch) -> (loss, {"accuracy": ..., ...})  # default: next-token cross-entropy on
                                                             # [B, T+1] token batches
+    TOKENS_PER_STEP = int                                   # enables tokens/s in the logs
 See examples/custom_spec.py.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Task:
     train_batch: Callable[[int], Any]
     eval_batches: list[Any]
     data_info: dict[str, Any]  # evidence for config.json and the report
+    tokens_per_step: int | None  # for tokens/s and MFU; None when a spec's batches are not token windows
 
 
 def default_task(cfg: TrainConfig) -> Task:
@@ -55,7 +57,8 @@ def default_task(cfg: TrainConfig) -> Task:
     micro = cfg.micro_batch_size or cfg.batch_size
     return Task(model=GPT(cfg.model, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
                 train_batch=lambda i: data.train_batch(i, cfg.batch_size),
-                eval_batches=data.eval_batches(cfg.eval_batches, micro), data_info=info)
+                eval_batches=data.eval_batches(cfg.eval_batches, micro), data_info=info,
+                tokens_per_step=cfg.tokens_per_step)
 
 
 def load_spec(path: str | Path) -> Any:
@@ -92,7 +95,8 @@ def spec_task(cfg: TrainConfig) -> Task:
         raise NtjaxError(f"spec {cfg.spec}: eval_batches() returned nothing; a run needs a held-out set")
     return Task(model=module.build_model(cfg, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
                 train_batch=lambda i: np.asarray(module.train_batch(cfg, i)), eval_batches=eval_batches,
-                data_info={"source": f"spec {cfg.spec}", "eval_batches": len(eval_batches)})
+                data_info={"source": f"spec {cfg.spec}", "eval_batches": len(eval_batches)},
+                tokens_per_step=getattr(module, "TOKENS_PER_STEP", None))
 
 
 def build_task(cfg: TrainConfig) -> Task:

@@ -29,6 +29,7 @@ from ntjax.runfolder import optimizer_evidence, read_config, write_config
 from ntjax.schedules import make_schedule
 from ntjax.step import TrainState, init_state, make_eval_step, make_train_step
 from ntjax.task import Task, build_task
+from ntjax.flops import device_peak_flops, flops_per_token
 from ntjax.guards import spike_guard
 from ntjax.nan_locate import localise_nonfinite
 from ntjax.watch import Event, NoiseScale, Watch
@@ -139,6 +140,11 @@ class Trainer:
         self.noise = NoiseScale(b, self.cfg.batch_size) if self.cfg.accum_steps > 1 else None
         self.eval_history: list[tuple[int, float]] = []
         self._skips: list[int] = []
+        dev = jax.devices()[0]
+        peak = device_peak_flops(dev.device_kind, dev.platform)
+        self._flops_per_s_peak = peak * jax.device_count() if peak and self.task.tokens_per_step else None
+        m = self.cfg.model
+        self._flops_per_token = flops_per_token(m.n_params(embedding=False), m.n_layers, m.seq_len, m.d_model)
         self._nan_located = False
         n = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
         write_config(self.out, self.cfg, {
@@ -183,11 +189,14 @@ class Trainer:
         cfg = self.cfg
         if seconds > 0:
             m["train/throughput"] = cfg.batch_size / seconds
-            m["train/tokens_per_s"] = cfg.tokens_per_step / seconds
+            if self.task.tokens_per_step:
+                m["train/tokens_per_s"] = self.task.tokens_per_step / seconds
         m["train/host_rss_mb"] = host_rss_mb()
         dev = device_memory_mb()
         if dev is not None:
             m["train/device_mem_mb"] = dev
+        if self._flops_per_s_peak and "train/tokens_per_s" in m:
+            m["train/mfu"] = m["train/tokens_per_s"] * self._flops_per_token / self._flops_per_s_peak
         if self.noise is not None and "gns/small_sq" in m:
             m["train/gns_b_simple"] = self.noise.update(m.pop("gns/small_sq"), m.pop("gns/big_sq"))
         m["train/nonfinite"] = float(m["train/nonfinite"])
@@ -313,7 +322,7 @@ class Trainer:
                            final_train_loss=last.get("train/loss", math.nan), best_eval_loss=best[1],
                            best_eval_step=best[0], diverged=diverged, eval_history=self.eval_history,
                            events=[dataclasses.asdict(e) for e in self.watch.events],
-                           tokens_per_s=max(steps_done - 1, 0) * self.cfg.tokens_per_step / max(self._train_seconds, 1e-9), wall_s=wall,
+                           tokens_per_s=max(steps_done - 1, 0) * (self.task.tokens_per_step or 0) / max(self._train_seconds, 1e-9), wall_s=wall,
                            resumed_from=self.resumed_from)
 
 
