@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> Result:
     cfg, out, resuming = build_config(args)
     console = Console(stderr=True)
     console.print(summary_table(cfg, out, resuming))
+    if cfg.data and not cfg.spec and not resuming:
+        console.print(f"[yellow]warning:[/] no eval set was given with --data: holding out the last "
+                      f"{cfg.eval_fraction:.0%} of {cfg.data} for evaluation (never trained on)")
     if not args.yes and sys.stdin.isatty():
         answer = input("Start training? [Y/n] ").strip().lower()
         if answer not in ("", "y", "yes"):
