@@ -4,7 +4,8 @@ The train step computes, in the same compiled program as the update: loss, globa
 clipping, per-layer grad norms, per-layer update/param ratios, a non-finite flag, the LR of the step
 and, with `probes=True` (a second compiled variant run on a sparse schedule), the model's per-layer
 activation and attention statistics. Gradient accumulation is a `lax.scan` over micro-batches, which
-also yields the two norms the gradient noise scale needs (McCandlish et al. 2018).
+also yields the two norms the gradient noise scale needs (McCandlish et al. 2018); on a mesh with
+data-parallel shards and no accumulation, the shards' own gradients give them instead.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flax import nnx
 
 from ntjax import diagnostics
 from ntjax.guards import SpikeGuardState
+from ntjax.sharding import StepSharding
 
 LossFn = Callable[[nnx.Module, jax.Array, bool], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -52,18 +54,44 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation,
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, frozen, tx.init(params))
 
 
+def gradient_parts(accum_steps: int, sharding: StepSharding | None = None) -> int:
+    """Into how many equal parts the step splits a batch for the gradient noise scale: the
+    accumulation micro-batches, else the data-parallel shards, else 1 (no estimate)."""
+    if accum_steps > 1:
+        return accum_steps
+    return sharding.data_shards if sharding is not None else 1
+
+
+def _per_shard_grads(grad_fn: Callable, params: Any, batch: jax.Array, sharding: StepSharding):
+    """Each data shard's gradient on its own slice of the batch (a vmap over the "data" axis, so every
+    slice is computed where it lives), averaged as data parallelism's all-reduce would: the mean loss,
+    gradient and aux, and the mean squared norm of the shards' gradients."""
+    n = sharding.data_shards
+    parts = jax.lax.with_sharding_constraint(batch.reshape(n, -1, *batch.shape[1:]), sharding.per_shard())
+    (losses, aux), grads = jax.vmap(grad_fn, in_axes=(None, 0))(params, parts)
+    small_sq = jnp.mean(jax.vmap(lambda g: jnp.square(diagnostics.global_norm(g)))(grads))
+    # Equal parts: means of means are the batch's means; a maximum ("max_logit") is the parts' maximum.
+    aux = {k: jax.tree.map(lambda x: (jnp.max if "max" in k else jnp.mean)(x, axis=0), v) for k, v in aux.items()}
+    return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), aux, small_sq
+
+
 def _grads(graphdef: nnx.GraphDef, loss_fn: LossFn, params: Any, frozen: Any, batch: jax.Array,
-           accum_steps: int, probes: bool) -> tuple[jax.Array, Any, dict[str, jax.Array], jax.Array]:
-    """Mean loss and gradient over `accum_steps` micro-batches, the aux metrics averaged, and the mean
-    squared norm of the micro-batch gradients (for the gradient noise scale)."""
+           accum_steps: int, probes: bool, sharding: StepSharding | None = None,
+           ) -> tuple[jax.Array, Any, dict[str, jax.Array], jax.Array]:
+    """Mean loss and gradient over the batch's `gradient_parts`, the aux metrics averaged, and the mean
+    squared norm of the parts' gradients (for the gradient noise scale)."""
     def micro(p: Any, mb: jax.Array):
         return loss_fn(nnx.merge(graphdef, p, frozen), mb, probes)
 
     grad_fn = jax.value_and_grad(micro, has_aux=True)
+    if accum_steps == 1 and gradient_parts(accum_steps, sharding) > 1:
+        return _per_shard_grads(grad_fn, params, batch, sharding)
     if accum_steps == 1:
         (loss, aux), grads = grad_fn(params, batch)
         return loss, grads, aux, jnp.square(diagnostics.global_norm(grads))
     micro_batches = batch.reshape(accum_steps, batch.shape[0] // accum_steps, *batch.shape[1:])
+    if sharding is not None:  # keep every micro-batch spread over all devices
+        micro_batches = jax.lax.with_sharding_constraint(micro_batches, sharding.micro_batches())
 
     def body(carry, mb):
         (loss, aux), g = grad_fn(params, mb)
@@ -82,12 +110,18 @@ def _grads(graphdef: nnx.GraphDef, loss_fn: LossFn, params: Any, frozen: Any, ba
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     loss_fn: LossFn = lm_loss, accum_steps: int = 1, probes: bool = False,
-                    per_layer: bool = True) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
-    """The instrumented, jitted train step. Metrics are device scalars: fetch them one step late."""
+                    per_layer: bool = True, sharding: StepSharding | None = None,
+                    ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
+    """The instrumented, jitted train step. Metrics are device scalars: fetch them one step late.
+
+    With `sharding` the step runs on its mesh: state and batch in (and the state out) with the given
+    layouts, metrics replicated. Norms are taken inside the step on the global arrays.
+    """
+    parts = gradient_parts(accum_steps, sharding)
 
     def train_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         loss, grads, aux, micro_sq = _grads(graphdef, loss_fn, state.params, state.frozen, batch,
-                                            accum_steps, probes)
+                                            accum_steps, probes, sharding)
         grad_norm = diagnostics.global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params, loss=loss)
         params = optax.apply_updates(state.params, updates)
@@ -104,7 +138,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         }
         if isinstance(opt_state, SpikeGuardState):
             metrics["train/skipped"] = opt_state.last_skipped
-        if accum_steps > 1:  # |G_small|² (one micro-batch) and |G_big|² (their mean): noise-scale inputs
+        if parts > 1:  # |G_small|² (one part of the batch) and |G_big|² (their mean): noise-scale inputs
             metrics["gns/small_sq"] = micro_sq
             metrics["gns/big_sq"] = jnp.square(grad_norm)
         if per_layer:
@@ -115,7 +149,10 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
         return TrainState(state.step + 1, params, state.frozen, opt_state), metrics
 
     # No buffer donation: an async checkpoint save may still be reading the previous state.
-    return jax.jit(train_step)
+    if sharding is None:
+        return jax.jit(train_step)
+    return jax.jit(train_step, in_shardings=(sharding.state, sharding.batch),
+                   out_shardings=(sharding.state, sharding.replicated))
 
 
 def make_bare_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,

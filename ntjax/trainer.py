@@ -27,7 +27,8 @@ from ntjax.logger import MetricLogger, check_writable, truncate_after
 from ntjax.optimizer import make_optimizer
 from ntjax.runfolder import optimizer_evidence, read_config, write_config
 from ntjax.schedules import make_schedule
-from ntjax.step import TrainState, init_state, make_eval_step, make_train_step
+from ntjax.sharding import abstract, for_run, place, place_batch
+from ntjax.step import TrainState, gradient_parts, init_state, make_eval_step, make_train_step
 from ntjax.task import Task, build_task
 from ntjax.flops import device_peak_flops, flops_per_token
 from ntjax.guards import spike_guard
@@ -129,6 +130,11 @@ class Trainer:
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
         self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg)
+        self.sharding = None
+        if self.cfg.mesh:  # data parallel / FSDP: lay the state out over the devices
+            self.sharding = for_run(self.cfg.mesh, self.cfg.batch_size, self.cfg.micro_batch_size, self.state)
+            self.state = place(self.state, self.sharding.state)
+        self.eval_batches = [self._on_mesh(b) for b in self.task.eval_batches]
         self.ckpts = Checkpoints(self.out / "checkpoints", keep=self.cfg.keep_ckpts)
         self.meta = {"data_offset": 0, "lr_factor": 1.0, "rollbacks": 0, "seed": self.cfg.seed}
         self.resumed_from = self._maybe_resume()
@@ -136,8 +142,8 @@ class Trainer:
                                    run_name=self.out.name)
         self._compile(self.meta["lr_factor"])
         self.watch = Watch()
-        b = self.cfg.micro_batch_size or self.cfg.batch_size
-        self.noise = NoiseScale(b, self.cfg.batch_size) if self.cfg.accum_steps > 1 else None
+        parts = gradient_parts(self.cfg.accum_steps, self.sharding)  # micro-batches or data shards
+        self.noise = NoiseScale(self.cfg.batch_size // parts, self.cfg.batch_size) if parts > 1 else None
         self.eval_history: list[tuple[int, float]] = []
         self._skips: list[int] = []
         dev = jax.devices()[0]
@@ -159,17 +165,20 @@ class Trainer:
         if step is None:
             return None
         _check_resume(self.out, self.cfg)
-        state, meta = self.ckpts.restore(step, jax.tree.map(np.zeros_like, self.state))
+        state, meta = self.ckpts.restore(step, abstract(self.state))
         self.state, self.meta = state, {**self.meta, **meta}
         truncate_after(self.out / "metrics.jsonl", step)
         return step
 
     def _compile(self, lr_factor: float) -> None:
         tx, self.schedule = self.make_tx(lr_factor)
-        kw = dict(loss_fn=self.task.loss_fn, accum_steps=self.cfg.accum_steps)
+        kw = dict(loss_fn=self.task.loss_fn, accum_steps=self.cfg.accum_steps, sharding=self.sharding)
         self.train_step = make_train_step(self.graphdef, tx, self.schedule, **kw)
         self.probe_step = make_train_step(self.graphdef, tx, self.schedule, probes=True, **kw)
         self.eval_step = make_eval_step(self.graphdef, self.task.loss_fn)
+
+    def _on_mesh(self, batch: Any) -> Any:
+        return batch if self.sharding is None else place_batch(batch, self.sharding)
 
     def _warn(self, message: str) -> None:
         if self.console is not None:
@@ -206,7 +215,7 @@ class Trainer:
         return m
 
     def _evaluate(self, step: int) -> dict[str, float]:
-        ev = evaluate(self.eval_step, self.state, self.task.eval_batches)
+        ev = evaluate(self.eval_step, self.state, self.eval_batches)
         self.logger.log(step, ev)
         self.eval_history.append((step, ev["eval/loss"]))
         if self.on_eval is not None:
@@ -230,7 +239,7 @@ class Trainer:
                 index = i + self.meta["data_offset"]
                 before = self.state
                 fn = self.probe_step if i % cfg.probe_every == 0 else self.train_step
-                self.state, metrics = fn(self.state, self.task.train_batch(index))
+                self.state, metrics = fn(self.state, self._on_mesh(self.task.train_batch(index)))
                 queued = _Pending(i + 1, metrics, before, index)
                 step = i + 1
                 boundary = step % cfg.eval_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps
@@ -272,7 +281,8 @@ class Trainer:
         if m["train/nonfinite"]:
             if not self._nan_located:
                 self._nan_located = True
-                where = localise_nonfinite(self.probe_step, item.state_before, self.task.train_batch(item.index))
+                where = localise_nonfinite(self.probe_step, item.state_before,
+                                           self._on_mesh(self.task.train_batch(item.index)))
                 self._event(item.step, "nan_origin", f"first non-finite value at step {item.step}: {where}")
             if policy in ("stop", "rollback"):
                 return policy
@@ -293,7 +303,7 @@ class Trainer:
             return -1
         self.ckpts.wait()
         good = self.ckpts.latest_step()
-        state, meta = self.ckpts.restore(good, jax.tree.map(np.zeros_like, self.state))
+        state, meta = self.ckpts.restore(good, abstract(self.state))
         skip = bad_step - good
         self.meta = {**meta, "rollbacks": self.meta["rollbacks"] + 1,
                      "lr_factor": self.meta["lr_factor"] * self.cfg.rollback_lr_factor,
