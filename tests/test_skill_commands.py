@@ -8,8 +8,8 @@ The convention for SKILL.md files, their references, agents and knowledge docs:
 - UPPERCASE placeholders stand for the user's paths; this test substitutes them:
   RUN_DIR and BASELINE_DIR: copies of a finished tiny ntjax run made once per session;
   LOG_PATH (alias LOG_FILE): a real Hugging Face trainer_state.json; SCRIPT: a plain PyTorch script;
-  RUNS_CSV (alias CSV): the Chinchilla points; any other name ending in _DIR or _PNG (NEW_RUN_DIR,
-  SWEEP_DIR, SNAPSHOT_PNG...): a new folder or file, the same one for every command of the doc.
+  RUNS_CSV (alias CSV): the Chinchilla points; any other name ending in _DIR, _PNG or _MD (NEW_RUN_DIR,
+  SWEEP_DIR, SNAPSHOT_PNG, PLAN_MD...): a new folder or file, the same one for every command of the doc.
 - A doc's commands run in order in one scratch folder, so a later command may read what an earlier
   one wrote (`--out runs/x`, then `curves runs/x`).
 - Budget flags are capped so that the suite stays fast (`BUDGET_CAPS`: `--preset` becomes `tiny`,
@@ -47,8 +47,8 @@ EXISTING = {
     "RUNS_CSV": CHINCHILLA, "CSV": CHINCHILLA,
 }
 RUNS = ("RUN_DIR", "BASELINE_DIR")
-# Any other UPPERCASE name ending in _DIR or _PNG is a new path (NEW_RUN_DIR, SWEEP_DIR, SNAPSHOT_PNG...).
-NEW_PATH = re.compile(r"\b[A-Z][A-Z0-9_]*_(?:DIR|PNG)\b")
+# Any other UPPERCASE name ending in _DIR, _PNG or _MD is a new path (NEW_RUN_DIR, SNAPSHOT_PNG, PLAN_MD...).
+NEW_PATH = re.compile(r"\b[A-Z][A-Z0-9_]*_(?:DIR|PNG|MD)\b")
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b")
 # flag -> (kind, cap): numbers are lowered to the cap, strings replaced.
 BUDGET_CAPS = {"--preset": "tiny", "--steps": 10, "--warmup": 2, "--eval-every": 4, "--ckpt-every": 4,
