@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--sizes", type=int, default=3, help="model widths per IsoFLOP budget (default 3)")
     r.add_argument("--axis", choices=["width", "steps"], help="vary one axis instead of IsoFLOP groups")
     r.add_argument("--values", type=_floats, help="with --axis: d_model values or step counts")
+    r.add_argument("--steps", type=int, help="with --axis width: steps per run (default: the preset's)")
     r.add_argument("--count", choices=["non-embedding", "total"], default="non-embedding",
                    help="what N counts (default non-embedding, as Kaplan et al.)")
     r.add_argument("--out", default="runs/scale", help="study folder (default runs/scale); re-running resumes")
@@ -97,6 +98,7 @@ def _default_budgets(preset: str) -> list[float]:
 
 
 def run_study(args: argparse.Namespace) -> Result:
+    import dataclasses
     import sys
 
     from ntjax.config import preset
@@ -104,6 +106,8 @@ def run_study(args: argparse.Namespace) -> Result:
     from ntjax.scaling.points import from_arrays
 
     base = preset(args.preset)
+    if args.steps:
+        base = dataclasses.replace(base, steps=args.steps)
     if args.axis:
         if not args.values:
             raise NtjaxError("--axis needs --values (d_model values or step counts)")

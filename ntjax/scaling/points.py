@@ -102,8 +102,8 @@ def read_points(path: str | Path) -> ScalingPoints:
             raise NtjaxError(f"column {cols[role]!r} of {p} is not numeric: {e}") from None
 
     points = from_arrays(column("n"), column("loss"), n_tokens=column("d"), flops=column("c"), columns=cols)
-    if len(points) < 5:
-        raise NtjaxError(f"{p}: {len(points)} usable runs; a scaling fit needs at least 5")
+    if len(points) == 0:
+        raise NtjaxError(f"{p}: no row has positive, finite parameters, tokens/FLOPs and loss")
     return points
 
 
