@@ -1,0 +1,76 @@
+"""The benchmarks run as scripts and print one JSON object with their contract fields (no speed is asserted:
+timings on a shared CI machine are noise; `benchmarks/RESULTS.md` holds the measured figures)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_benchmark(name: str, *args: str) -> dict:
+    """Run `benchmarks/<name>.py --quick --json ARGS` on CPU; its stdout must be exactly one JSON object."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--json", *args],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.slow
+def test_step_overhead_reports_the_contract_fields():
+    out = run_benchmark("step_overhead")
+    assert all(positive(out[k]) for k in ("bare_steps_per_s", "instrumented_steps_per_s", "ratio"))
+    assert out["ratio"] == pytest.approx(out["instrumented_steps_per_s"] / out["bare_steps_per_s"])
+    tiny = out["presets"]["tiny"]
+    assert all(positive(tiny[k]) for k in ("probe_steps_per_s", "probe_ratio", "amortised_ratio", "cpu_ratio",
+                                           "global_only_ratio"))
+    # The trainer's mix (one probe step in 50) lies between the every-step and the probe step's speeds.
+    lo, hi = sorted([tiny["instrumented_steps_per_s"], tiny["probe_steps_per_s"]])
+    assert lo <= tiny["amortised_steps_per_s"] <= hi
+    assert tiny["probe_every"] == 50 and out["machine"]["backend"] == "cpu"
+    assert len(out["machine"]["load_average"]) == 3
+
+
+@pytest.mark.slow
+def test_logging_sync_compares_each_policy_with_no_logging():
+    out = run_benchmark("logging_sync")
+    assert all(positive(out[k]) for k in ("no_logging_steps_per_s", "one_step_late_steps_per_s", "ratio",
+                                          "every_step_ratio", "every_n_ratio"))
+    assert out["ratio"] == pytest.approx(out["one_step_late_steps_per_s"] / out["no_logging_steps_per_s"])
+    tiny = out["presets"]["tiny"]
+    assert tiny["metrics_per_step"] > 2 * 28  # the per-layer metrics of the tiny model's 28 leaves are read
+
+
+def test_gpu_mfu_is_skipped_without_a_gpu():
+    assert run_benchmark("gpu_mfu")["skipped"] == "no GPU"
+
+
+@pytest.mark.slow
+def test_gpu_mfu_computes_mfu_against_the_given_peak():
+    out = run_benchmark("gpu_mfu", "--any-device", "--peak-tflops", "1")
+    assert out["peak_flops"] == 1e12 and out["dtype"].startswith("bfloat16")
+    for k in ("bare", "instrumented"):
+        expected = out[f"{k}_tokens_per_s"] * out["flops_per_token"] / 1e12
+        assert out[f"{k}_mfu"] == pytest.approx(expected)
+    assert out["mfu"] == out["instrumented_mfu"] and positive(out["ratio"])
+
+
+def test_peak_is_picked_from_the_device_kind():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gpu_mfu import peak_key
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert peak_key("NVIDIA H100 80GB HBM3") == "h100"
+    assert peak_key("NVIDIA H100 PCIe") == "h100-pcie"
+    assert peak_key("NVIDIA A100-SXM4-80GB") == "a100"
+    assert peak_key("cpu") is None
