@@ -27,7 +27,7 @@ from ntjax.logger import MetricLogger, check_writable, truncate_after
 from ntjax.optimizer import make_optimizer
 from ntjax.runfolder import optimizer_evidence, read_config, write_config
 from ntjax.schedules import make_schedule
-from ntjax.sharding import abstract, for_run, place, place_batch
+from ntjax.sharding import abstract, for_run, place, place_batch, start_distributed
 from ntjax.step import TrainState, gradient_parts, init_state, make_eval_step, make_train_step
 from ntjax.task import Task, build_task
 from ntjax.flops import device_peak_flops, flops_per_token
@@ -104,7 +104,7 @@ def host_rss_mb() -> float:
 
 
 def device_memory_mb() -> float | None:
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     return stats["bytes_in_use"] / 2**20 if "bytes_in_use" in stats else None
 
 
@@ -126,6 +126,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None,
                  progress: bool = True, callback: Callable | None = None, console: Any = None):
         self.out = Path(out_dir)
+        checkpoint_dir = self.out / "checkpoints"  # shared: every process writes its own shards
+        if cfg.mesh and start_distributed() and jax.process_index() > 0:
+            self.out = self.out / f"process_{jax.process_index()}"  # one writer per log; process 0 has the run's
         check_writable(self.out)
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
@@ -135,7 +138,7 @@ class Trainer:
             self.sharding = for_run(self.cfg.mesh, self.cfg.batch_size, self.cfg.micro_batch_size, self.state)
             self.state = place(self.state, self.sharding.state)
         self.eval_batches = [self._on_mesh(b) for b in self.task.eval_batches]
-        self.ckpts = Checkpoints(self.out / "checkpoints", keep=self.cfg.keep_ckpts)
+        self.ckpts = Checkpoints(checkpoint_dir, keep=self.cfg.keep_ckpts)
         self.meta = {"data_offset": 0, "lr_factor": 1.0, "rollbacks": 0, "seed": self.cfg.seed}
         self.resumed_from = self._maybe_resume()
         self.logger = MetricLogger(self.out, self.cfg.log, config=config_lib.to_dict(self.cfg), callback=callback,
@@ -146,7 +149,7 @@ class Trainer:
         self.noise = NoiseScale(self.cfg.batch_size // parts, self.cfg.batch_size) if parts > 1 else None
         self.eval_history: list[tuple[int, float]] = []
         self._skips: list[int] = []
-        dev = jax.devices()[0]
+        dev = jax.local_devices()[0]
         peak = device_peak_flops(dev.device_kind, dev.platform)
         self._flops_per_s_peak = peak * jax.device_count() if peak and self.task.tokens_per_step else None
         m = self.cfg.model
