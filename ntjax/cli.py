@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "sweep and scale neural-network training runs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:  # TODO(before landing): drop this guard once every command module exists
-            module = importlib.import_module(f"ntjax.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"ntjax.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"ntjax.commands.{name}").register(sub)
     return parser
 
 
