@@ -26,6 +26,7 @@ def localise_nonfinite(probe_step: Callable, state_before: Any, batch: Any) -> s
         if not bool(jax.numpy.all(jax.numpy.isfinite(leaf))):
             return f"parameter {jax.tree_util.keystr(path)} was already non-finite before the step"
     _, m = probe_step(state_before, batch)
+    m.pop("hist", None)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     forward = sorted((k for k in m if k.startswith(("act_mean/", "act_std/", "attn_max_logit/"))),
                      key=lambda k: (_block_index(k), k))

@@ -110,11 +110,13 @@ def _grads(graphdef: nnx.GraphDef, loss_fn: LossFn, params: Any, frozen: Any, ba
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     loss_fn: LossFn = lm_loss, accum_steps: int = 1, probes: bool = False,
-                    per_layer: bool = True, sharding: StepSharding | None = None,
+                    per_layer: bool = True, sharding: StepSharding | None = None, histograms: bool = False,
                     ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict]]:
     """The instrumented, jitted train step. Metrics are device scalars: fetch them one step late.
 
-    With `sharding` the step runs on its mesh: state and batch in (and the state out) with the given
+    With `histograms`, `metrics["hist"]` also holds the gradients themselves (a pytree by parameter path)
+    for TensorBoard histograms; use it only in the sparse probe variant, as it moves every gradient to
+    the host. With `sharding` the step runs on its mesh: state and batch in (and the state out) with the given
     layouts, metrics replicated. Norms are taken inside the step on the global arrays.
     """
     parts = gradient_parts(accum_steps, sharding)
@@ -146,6 +148,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, sc
             metrics.update({f"grad_norm/{k}": v for k, v in diagnostics.norms_by_layer(pure_grads).items()})
             ratios = diagnostics.update_ratios(nnx.to_pure_dict(updates), pure_params)
             metrics.update({f"update_ratio/{k}": v for k, v in ratios.items()})
+        if histograms:
+            metrics["hist"] = nnx.to_pure_dict(grads)
         return TrainState(state.step + 1, params, state.frozen, opt_state), metrics
 
     # No buffer donation: an async checkpoint save may still be reading the previous state.

@@ -22,6 +22,7 @@ import optax
 from ntjax import config as config_lib
 from ntjax.checkpoint import Checkpoints
 from ntjax.config import TrainConfig
+from ntjax.diagnostics import named_leaves
 from ntjax.errors import NtjaxError
 from ntjax.logger import MetricLogger, check_writable, truncate_after
 from ntjax.optimizer import make_optimizer
@@ -177,7 +178,8 @@ class Trainer:
         tx, self.schedule = self.make_tx(lr_factor)
         kw = dict(loss_fn=self.task.loss_fn, accum_steps=self.cfg.accum_steps, sharding=self.sharding)
         self.train_step = make_train_step(self.graphdef, tx, self.schedule, **kw)
-        self.probe_step = make_train_step(self.graphdef, tx, self.schedule, probes=True, **kw)
+        self.probe_step = make_train_step(self.graphdef, tx, self.schedule, probes=True,
+                                          histograms="tensorboard" in self.cfg.log, **kw)
         self.eval_step = make_eval_step(self.graphdef, self.task.loss_fn)
 
     def _on_mesh(self, batch: Any) -> Any:
@@ -192,7 +194,11 @@ class Trainer:
     def _record(self, step: int, device_metrics: dict) -> dict[str, float]:
         """Fetch one step's metrics (the next step is already queued, so this does not stall the device),
         add host-side ones, log them and run the early-warning checks."""
+        hist = device_metrics.pop("hist", None)
         m = _fetch(device_metrics)
+        if hist is not None:  # probe steps with TensorBoard on: gradient histograms
+            for name, grad in named_leaves(jax.device_get(hist)).items():
+                self.logger.histogram(step, f"grad_hist/{name}", np.asarray(grad))
         now = time.time()
         seconds, self._clock = now - self._clock, now
         if self._records:  # the first step after (re)start includes compilation
