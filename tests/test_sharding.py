@@ -1,15 +1,17 @@
 """Data parallel and FSDP on 8 virtual CPU devices: the same losses and norms as one device, parameters
-really sharded, sharded checkpoints that resume, the gradient noise scale from the data shards, and one
-clear line for a bad mesh.
+really sharded, sharded checkpoints that resume, the gradient noise scale from the data shards, a
+two-process (multi-host) run over jax.distributed, and one clear line for a bad mesh.
 
 The device count is fixed when JAX starts (and conftest has started it with one), so the 8-device runs
 happen in one subprocess that prints its measurements as JSON; the assertions are made here.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from ntjax.sharding import param_spec, parse_mesh
 
 STEPS = 20
 RESUMED_STEPS = 30
+HOST_STEPS = 6
 
 # Runs the tiny preset with no mesh, data=8 and data=2,fsdp=4, then resumes the FSDP run from its
 # checkpoint. A constant LR after a fixed warmup, so stopping at step 20 and resuming to step 30 follows
@@ -72,20 +75,68 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
+# One process of a two-host run: 4 CPU devices each, joined through the JAX_* variables.
+HOST_SCRIPT = textwrap.dedent(f"""
+    import dataclasses, sys
+    from ntjax import config as C
+    from ntjax.trainer import Trainer
+    cfg = dataclasses.replace(C.PRESETS["tiny"], steps={HOST_STEPS}, schedule="constant", warmup=5, eval_every=10,
+                              ckpt_every=10, probe_every=5, mesh="data=2,fsdp=4")
+    Trainer(cfg, sys.argv[1], progress=False).run()
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_hosts(out: Path) -> list[subprocess.Popen]:
+    """Two processes of 4 CPU devices each, one 8-device run, joined through the JAX_* variables."""
+    port = free_port()
+    out.mkdir(parents=True)
+    return [subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(out)], stdout=subprocess.DEVNULL,
+                             stderr=open(out / f"stderr_{i}.txt", "w"),
+                             env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                                  "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                                  "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+            for i in range(2)]
+
+
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory):
-    """The measurements of the 8-device subprocess."""
+    """The measurements of the 8-device subprocess; `result["hosts"]` is the two-process run's folder
+    (both jobs run at once: each is mostly compilation, which leaves cores idle)."""
     out = tmp_path_factory.mktemp("mesh")
+    hosts = start_hosts(out / "hosts")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], capture_output=True, text=True, env=env,
                           timeout=600)
+    try:
+        for i, host in enumerate(hosts):
+            host.wait(timeout=600)
+            assert host.returncode == 0, (out / "hosts" / f"stderr_{i}.txt").read_text()[-3000:]
+    finally:
+        for host in hosts:
+            if host.poll() is None:
+                host.kill()
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     for run in result.values():
         if isinstance(run, dict) and "metrics" in run:
             run["metrics"] = {int(k): v for k, v in run["metrics"].items()}
+    result["hosts"] = out / "hosts"
     return result
+
+
+def read_metrics(path) -> dict[int, dict]:
+    rows: dict[int, dict] = {}
+    for line in open(path):
+        rec = json.loads(line)
+        rows.setdefault(rec["step"], {}).update(rec)
+    return rows
 
 
 def series(run: dict, key: str, steps: range) -> np.ndarray:
@@ -142,6 +193,17 @@ def test_noise_scale_from_data_shards(eight_devices):
 def test_indivisible_batch_is_one_clear_line(eight_devices):
     msg = eight_devices["odd_batch_error"]
     assert "batch size 12 is not divisible by the 8 batch shards" in msg and "\n" not in msg
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_device(eight_devices):
+    out, steps = eight_devices["hosts"], range(1, HOST_STEPS + 1)
+    run0 = {"metrics": read_metrics(out / "metrics.jsonl")}  # process 0 writes the run's log
+    run1 = {"metrics": read_metrics(out / "process_1" / "metrics.jsonl")}
+    np.testing.assert_allclose(series(run0, "train/loss", steps), series(eight_devices["one"], "train/loss", steps),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(series(run1, "train/loss", steps), series(run0, "train/loss", steps))
+    assert (out / "checkpoints" / str(HOST_STEPS)).is_dir()  # written collectively by both processes
 
 
 def test_parse_mesh():
