@@ -52,7 +52,8 @@ SCRIPT = textwrap.dedent(f"""
     def specs(state):
         fc = "['blocks'][0]['mlp']['fc']"
         kernel = leaf(state.params, fc + "['kernel']")
-        return {{"kernel": str(kernel.sharding.spec), "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
+        return {{"kernel": str(kernel.sharding.spec),
+                "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
                 "mu": str(leaf(state.opt_state, ".mu", fc + "['kernel']").sharding.spec),
                 "bias": str(leaf(state.params, fc + "['bias']").sharding.spec)}}
 
