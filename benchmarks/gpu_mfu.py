@@ -5,8 +5,8 @@
 GPT-2 small: d=768, 12 layers, 12 heads, T=1024; with the default vocabulary of 50257 (GPT-2's BPE size)
 the model has 124.4M parameters, as GPT-2 small does; `--vocab 256` gives ntjax's byte-level model.
 Tokens are random ids (the speed does not depend on them). Mixed precision, local to this benchmark:
-float32 master weights and optimizer state, the forward and backward passes in bfloat16 (the loss casts
-every floating parameter to bf16 inside the step; gradients flow back through the cast as float32).
+float32 master weights and optimizer state, every matmul of the forward and backward passes in bfloat16
+(the modules' compute dtype is set to bf16 inside the step; the library's defaults are untouched).
 
 FLOPs per token: 6·N + 12·L·T·d (`ntjax.flops.flops_per_token`; Kaplan et al. 2020 and PaLM's
 appendix B), with N the non-embedding parameters plus the output projection V·d, a real matmul since
@@ -50,12 +50,17 @@ def peak_key(device_kind: str) -> str | None:
 
 
 def bf16_compute(loss_fn):
-    """Wrap a loss so the model runs in bfloat16 while the parameters it is given stay float32."""
+    """Wrap a loss so the model computes in bfloat16 on its float32 parameters: flax's mixed precision.
+
+    Every submodule with a `dtype` (Linear, Embed, LayerNorm) is set to bf16 on the model merged inside
+    the step; it casts its float32 parameters at use, so gradients come back float32 (LayerNorm still
+    takes its statistics in float32, and `lm_loss` its softmax).
+    """
     def loss(model: nnx.Module, batch: jax.Array, probes: bool = False):
-        graphdef, state = nnx.split(model)
-        state = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-                             state)
-        return loss_fn(nnx.merge(graphdef, state), batch, probes)
+        for _, module in nnx.iter_modules(model):
+            if hasattr(module, "dtype"):
+                module.dtype = jnp.bfloat16
+        return loss_fn(model, batch, probes)
     return loss
 
 

@@ -11,10 +11,13 @@ synchronously, every N steps, one step late (the trainer's pattern), and never.
   the read overlaps the next step's compute.
 A read is what the trainer does: `jax.device_get` of the whole metrics dict and a float per metric. Each
 round runs `--steps` steps of every variant, in rotated order, ending when the last state is ready; a
-sample is the round's time per step, and speeds are 1 / the median sample. The top-level `ratio` is the
+sample is the round's time per step, and speeds are 1 / the median sample. `read_ms` times one read of
+a finished step's metrics alone: the host work that one-step-late reading overlaps but does not remove. The top-level `ratio` is the
 trainer's pattern over no reading at all, for the first preset.
 """
 from __future__ import annotations
+
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +62,20 @@ def training_loop(step_fn, state, batches: list[jax.Array], policy: str, every: 
     return run
 
 
+def read_ms(step_fn, state, batch: jax.Array, repeats: int) -> float:
+    """Median milliseconds of one read of a finished step's metrics: the host work each read costs."""
+    _, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(repeats):
+        fresh = jax.tree.map(lambda x: x + 0, metrics)  # new arrays: nothing cached on the host yet
+        jax.block_until_ready(fresh)
+        clock = Stopwatch()
+        read(fresh)
+        times.append(clock.per_step().wall)
+    return 1e3 * statistics.median(times)
+
+
 def measure(cfg: config_lib.TrainConfig, rounds: int, steps: int, every: int) -> dict:
     """Steps/s of each reading policy on one config, and each one's ratio to not reading at all."""
     cfg = config_lib.resolve(cfg)
@@ -76,7 +93,8 @@ def measure(cfg: config_lib.TrainConfig, rounds: int, steps: int, every: int) ->
     for p in POLICIES[1:]:
         out[f"{p}_ratio"] = rate[p] / rate["none"]
         out[f"cpu_{p}_ratio"] = cpu[p] / cpu["none"]
-    out.update(step_ms={p: 1e3 / v for p, v in rate.items()},
+    out.update(read_ms=read_ms(step_fn, state, batches[0], 50),
+               step_ms={p: 1e3 / v for p, v in rate.items()},
                relative_iqr={p: spread(v) for p, v in samples.items()},
                rounds=rounds, steps_per_round=steps)
     return out

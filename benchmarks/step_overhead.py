@@ -12,6 +12,7 @@ For each preset, four steps on the same model, optimizer and batches, in interle
 Each round runs one step of each variant (the finest interleaving: neighbouring steps see the same load),
 timed to `block_until_ready` on all its outputs; speeds are 1 / the median step time, on the wall clock
 (the contract's fields) and on this process's CPU time (`cpu_*`: steadier on a shared machine).
+XLA's cost analysis of each compiled step (FLOPs, bytes accessed) gives a noise-free view of the same overhead.
 The amortised figure is the trainer's mix: one probe step and `probe_every - 1` instrumented steps.
 The top-level contract fields (`bare_steps_per_s`, `instrumented_steps_per_s`, `ratio`) are the first
 preset's (the default preset unless --presets says otherwise).
@@ -47,6 +48,13 @@ def stepper(step_fn, state, batches: list[jax.Array]) -> Runner:
     return run
 
 
+def xla_cost(step_fn, state, batch: jax.Array) -> dict[str, float]:
+    """XLA's own count of the compiled step's FLOPs and bytes accessed: a noise-free view of the overhead."""
+    cost = step_fn.lower(state, batch).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"flops": float(cost["flops"]), "bytes": float(cost["bytes accessed"])}
+
+
 def amortise(every_step: float, probe: float, probe_every: int) -> float:
     """Steps/s of the trainer's mix: one probe step per `probe_every` steps, instrumented steps otherwise."""
     return probe_every / ((probe_every - 1) / every_step + 1.0 / probe)
@@ -65,6 +73,7 @@ def measure(cfg: config_lib.TrainConfig, rounds: int, steps: int, probe_every: i
         "probe": make_train_step(graphdef, tx, schedule, probes=True, **kw),
     }
     batches = [jnp.asarray(task.train_batch(i)) for i in range(4)]
+    cost = {k: xla_cost(f, state, batches[0]) for k, f in steps_fns.items()}
     samples = interleaved({k: stepper(f, state, batches) for k, f in steps_fns.items()}, rounds, steps)
     rate = {k: steps_per_s(v) for k, v in samples.items()}
     cpu = {k: steps_per_s(v, "cpu") for k, v in samples.items()}
@@ -86,6 +95,9 @@ def measure(cfg: config_lib.TrainConfig, rounds: int, steps: int, probe_every: i
         "cpu_global_only_ratio": cpu["global"] / cpu["bare"],
         "cpu_probe_ratio": cpu["probe"] / cpu["bare"],
         "cpu_amortised_ratio": amortise(cpu["instrumented"], cpu["probe"], probe_every) / cpu["bare"],
+        # bare / variant, like the speed ratios: below 1 means the variant does more work.
+        "xla_flops_ratio": {k: cost["bare"]["flops"] / c["flops"] for k, c in cost.items()},
+        "xla_bytes_ratio": {k: cost["bare"]["bytes"] / c["bytes"] for k, c in cost.items()},
         "step_ms": {k: 1e3 / v for k, v in rate.items()},
         "cpu_step_ms": {k: 1e3 / v for k, v in cpu.items()},
         "relative_iqr": {k: spread(v) for k, v in samples.items()},

@@ -74,3 +74,38 @@ def test_peak_is_picked_from_the_device_kind():
     assert peak_key("NVIDIA H100 PCIe") == "h100-pcie"
     assert peak_key("NVIDIA A100-SXM4-80GB") == "a100"
     assert peak_key("cpu") is None
+
+
+def dot_generals(jaxpr):
+    """Every dot_general equation of a jaxpr, nested ones (inside pjit, custom_jvp...) included."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from dot_generals(inner)
+
+
+def test_bf16_compute_runs_every_matmul_in_bfloat16_with_float32_gradients():
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gpu_mfu import QUICK, bf16_compute
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from ntjax.model import GPT
+    from ntjax.step import lm_loss
+
+    graphdef, params = nnx.split(GPT(QUICK, nnx.Rngs(0)))
+    loss = lambda p, batch: bf16_compute(lm_loss)(nnx.merge(graphdef, p), batch)[0]
+    batch = jnp.arange(2 * (QUICK.seq_len + 1), dtype=jnp.int32).reshape(2, -1) % QUICK.vocab_size
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, batch)
+    dots = list(dot_generals(jaxpr.jaxpr))
+    assert len(dots) >= 6 * QUICK.n_layers and all(e.outvars[0].aval.dtype == jnp.bfloat16 for e in dots)
+    grads = jax.grad(loss)(params, batch)
+    assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
