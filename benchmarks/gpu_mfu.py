@@ -37,14 +37,15 @@ from ntjax.step import init_state, lm_loss, make_bare_train_step, make_train_ste
 
 GPT2_SMALL = ModelConfig(vocab_size=50257, seq_len=1024, d_model=768, n_layers=12, n_heads=12)
 QUICK = ModelConfig(vocab_size=256, seq_len=64, d_model=64, n_layers=2, n_heads=2)
-# `device_kind` substrings (lower case) -> `PEAK_FLOPS` keys; the first match wins, so PCIe before SXM.
-DEVICE_KINDS = (("h100 pcie", "h100-pcie"), ("gh200", "h200"), ("h200", "h200"), ("h100", "h100"),
-                ("b200", "b200"), ("a100", "a100"), ("a10g", "a10g"), ("l4", "l4"), ("v100", "v100"),
-                ("t4", "t4"), ("mi300x", "mi300x"))
+# `device_kind` substrings (lower case) -> `PEAK_FLOPS` keys; the first match wins, so variants come
+# before their family's name. None: a known chip whose peak is not in the table (pass --peak-tflops).
+DEVICE_KINDS = (("h100 pcie", "h100-pcie"), ("h100 nvl", None), ("gh200", "h200"), ("h200", "h200"),
+                ("h100", "h100"), ("b200", "b200"), ("a100", "a100"), ("a10g", "a10g"), ("l40", None),
+                ("l4", "l4"), ("v100", "v100"), ("t4", "t4"), ("mi300x", "mi300x"))
 
 
 def peak_key(device_kind: str) -> str | None:
-    """The `PEAK_FLOPS` key of a JAX `device_kind` ("NVIDIA H100 80GB HBM3" -> "h100"), or None."""
+    """The `PEAK_FLOPS` key of a JAX `device_kind` ("NVIDIA H100 80GB HBM3" -> "h100"), or None (unknown)."""
     kind = device_kind.lower()
     return next((key for sub, key in DEVICE_KINDS if sub in kind), None)
 

@@ -73,6 +73,7 @@ def test_peak_is_picked_from_the_device_kind():
     assert peak_key("NVIDIA H100 80GB HBM3") == "h100"
     assert peak_key("NVIDIA H100 PCIe") == "h100-pcie"
     assert peak_key("NVIDIA A100-SXM4-80GB") == "a100"
+    assert peak_key("NVIDIA H100 NVL") is None  # its peak is not the SXM one
     assert peak_key("cpu") is None
 
 
