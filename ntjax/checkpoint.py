@@ -36,6 +36,7 @@ class Checkpoints:
             ]),
             best_fn=_best_metric, best_mode="min", keep_checkpoints_without_metrics=True,
             enable_async_checkpointing=async_save, create=not read_only, read_only=read_only,
+            cleanup_tmp_directories=not read_only,  # a save a kill interrupted leaves a temp folder
         )
         self._mgr = ocp.CheckpointManager(self.directory, options=options)
 

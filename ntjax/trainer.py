@@ -166,7 +166,8 @@ class Trainer:
 
     def _maybe_resume(self) -> int | None:
         step = self.ckpts.latest_step()
-        if step is None:
+        if step is None:  # a run killed before its first checkpoint starts over: drop its old lines
+            truncate_after(self.out / "metrics.jsonl", 0)
             return None
         _check_resume(self.out, self.cfg)
         state, meta = self.ckpts.restore(step, abstract(self.state))
