@@ -29,8 +29,11 @@ EXPLODING_GROWTH = 10.0  # the grad norm grew 10x from after warmup to the end: 
 VANISHING_RATIO = 1e-3  # a layer's grad norm under 1e-3 of the median layer's: it stopped learning
 UPDATE_RATIO_HIGH = 1e-2  # |update|/|param| per step above 1e-2 rewrites weights every ~100 steps
 UPDATE_RATIO_LOW = 1e-5  # below 1e-5, weights barely move: the LR is too low (healthy ~1e-3)
-ATTN_LOGIT_HIGH = 50.0  # attention logits past ~50 saturate softmax (Dehghani et al. 2023, ViT-22B)
-ATTN_LOGIT_GROWTH = 5.0  # ...and growing 5x over the run
+# Attention logits of tens are normal once a model attends sharply (a byte model looking at the previous
+# byte); the instability of Dehghani et al. 2023 and Wortsman et al. 2023 shows logits in the hundreds to
+# thousands that are still climbing.
+ATTN_LOGIT_HIGH = 200.0
+ATTN_LOGIT_GROWTH = 2.0  # ...and still doubling over the second half of the run
 INIT_LOSS_EXCESS = 1.2  # a first loss 20% above ln(vocab): the output logits start too large
 LR_FAR_ABOVE = 10.0  # 10x the size-based LR rule: too high for AdamW at this size
 LR_FAR_BELOW = 0.1  # a tenth of it: too low
@@ -180,9 +183,12 @@ def check_attention(table: RunTable, votes: _Votes) -> None:
     for name, s in table.series.items():
         if name.startswith("attn_max_logit/") and len(s.finite()) >= 4:
             v = s.finite().value
-            first, last = float(np.median(v[:max(1, v.size // 10)])), _median_tail(v)
-            if last >= ATTN_LOGIT_HIGH and first > 0 and last / first >= ATTN_LOGIT_GROWTH:
-                votes.add("attention_logit_growth", 0.6, f"{name} grew {fmt(first)} -> {fmt(last)}")
+            half = v.size // 2
+            mid = float(np.median(v[max(0, half - max(1, v.size // 20)):half + max(1, v.size // 20)]))
+            last = _median_tail(v)
+            if last >= ATTN_LOGIT_HIGH and mid > 0 and last / mid >= ATTN_LOGIT_GROWTH:
+                votes.add("attention_logit_growth", 0.6, f"{name} grew {fmt(mid)} -> {fmt(last)} over the second "
+                                                         "half of the run and is still climbing")
                 return
 
 
