@@ -186,7 +186,7 @@ def plot_progress(study: optuna.Study, metric: str, path: Path) -> Path | None:
     right.set_xlabel("step")
     right.set_ylabel(metric)
     right.set_title("each trial's eval curve (dashed: pruned)")
-    if top is not None:
+    if right.get_legend_handles_labels()[0]:  # the best trial may have no eval curve (e.g. diverged)
         right.legend()
     fig.savefig(path)
     return path
