@@ -3,6 +3,9 @@ it is, and the per-run report plots the trainer writes at the end of `ntjax trai
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +17,28 @@ from ntjax.runtable import RunTable, Series
 
 MAX_PLOTTED = 20_000  # points drawn per line; beyond that a min/max-preserving thinning keeps spikes visible
 LAYER_LINES = 12  # per-layer grad norms: the most extreme layers, or the legend is unreadable
+
+
+def plot_location(source: str | os.PathLike, filename: str) -> Path:
+    """Where a plot about `source` goes when no --out is given.
+
+    Inside a run folder written by ntjax or a bridge (it holds `metrics.jsonl`): its `plots/`. Anything
+    else is the user's own data (or a read-only copy), which we never write next to: a stable file in
+    the temp folder, named after the source.
+    """
+    src = Path(source)
+    if src.is_dir() and (src / "metrics.jsonl").exists():
+        folder = src / "plots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder / filename
+        except OSError:
+            pass
+    tag = hashlib.sha1(str(src.absolute()).encode()).hexdigest()[:8]
+    folder = Path(tempfile.gettempdir()) / "ntjax-plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{src.stem or 'run'}-{tag}-{filename}"
 
 
 def _figure(width: float = 10, height: float = 5):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
@@ -34,25 +33,16 @@ def read(path: str):
         raise NtjaxError(str(e)) from None
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
-
-
 def plot_path(source: str, out: str | None, index: int, n_runs: int) -> Path:
-    """Where a run's PNG goes: --out, else <run folder>/plots/curves.png, else a temp folder."""
+    """Where a run's PNG goes: --out, else the run folder's plots/ or the temp folder (`plot_location`)."""
+    from ntjax.plots import plot_location
+
     src = Path(source)
-    folder = src if src.is_dir() else src.parent
     stem = "curves" if src.is_dir() else f"curves_{src.stem}"
     if out:
         name = f"{index:02d}_{src.name or 'run'}_curves.png" if n_runs > 1 else f"{stem}.png"
         return Path(out) / name
-    if _writable(folder / "plots"):
-        return folder / "plots" / f"{stem}.png"
-    return Path(tempfile.mkdtemp(prefix="ntjax-curves-")) / f"{stem}.png"
+    return plot_location(src, f"{stem}.png")
 
 
 def analyse_path(path: str, baseline, out: str | None, index: int, n_runs: int) -> tuple[dict, object, object]:

@@ -85,7 +85,8 @@ def run_fit(args: argparse.Namespace) -> Result:
         raise NtjaxError(f"{len(points)} runs left; L(N, D) has 5 parameters and needs at least 5 runs")
     if args.bootstrap < 0 or args.delta <= 0:
         raise NtjaxError("--bootstrap must be ≥ 0 and --delta positive")
-    plot = None if args.no_plot else (args.plot or str(Path(args.csv).with_suffix("")) + "_scaling.png")
+    from ntjax.plots import plot_location
+    plot = None if args.no_plot else (args.plot or str(plot_location(args.csv, "scaling.png")))
     data = analysis.analyse(points, budgets=args.budget, n_boot=args.bootstrap, seed=args.seed,
                             unique_tokens=args.unique_tokens, plot_path=plot, delta=args.delta)
     data["source"] = str(args.csv)
