@@ -16,8 +16,9 @@ from ntjax.diagnostics import global_norm
 
 # 1.4826·MAD estimates the standard deviation of normal noise; a robust z-score uses it.
 MAD_TO_SIGMA = 1.4826
-# Early in training the window is tight and grad norms swing up to ~10x from batch to batch (clipping handles those): a spike must also
-# be this far above the window's median, not just many MADs (a real spike is 10-100x).
+# Early in training the window is tight and grad norms swing up to ~10x from batch to batch (clipping
+# handles those): a spike must also be this far above the window's median, not just many MADs (an
+# injected or pathological spike is 10-100x).
 MIN_LOSS_RATIO, MIN_NORM_RATIO = 1.25, 20.0
 
 

@@ -338,12 +338,13 @@ class Trainer:
     def _result(self, last: dict, diverged: bool, wall: float, start: int) -> TrainResult:
         best = min(self.eval_history, key=lambda e: e[1], default=(None, math.nan))
         steps_done = int(self.state.step) - start
+        # Steady-state speed: the first step after (re)start includes compilation and is left out.
+        tokens_per_s = max(steps_done - 1, 0) * (self.task.tokens_per_step or 0) / max(self._train_seconds, 1e-9)
         return TrainResult(out_dir=self.out, final_step=int(self.state.step),
                            final_train_loss=last.get("train/loss", math.nan), best_eval_loss=best[1],
                            best_eval_step=best[0], diverged=diverged, eval_history=self.eval_history,
                            events=[dataclasses.asdict(e) for e in self.watch.events],
-                           tokens_per_s=max(steps_done - 1, 0) * (self.task.tokens_per_step or 0) / max(self._train_seconds, 1e-9), wall_s=wall,
-                           resumed_from=self.resumed_from)
+                           tokens_per_s=tokens_per_s, wall_s=wall, resumed_from=self.resumed_from)
 
 
 class _Progress:
