@@ -42,37 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_default(o: Any) -> Any:
-    try:
-        import numpy as np
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(o)
+def _strict(o: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays unwrapped, non-finite floats as the metrics contract's
+    strings (`ntjax.logger.json_value`)."""
+    from ntjax.logger import json_value
 
-
-def _finite_json(o: Any) -> Any:
-    """Strict JSON: non-finite floats become the strings the metrics contract uses."""
-    if isinstance(o, float):
-        if o != o:
-            return "nan"
-        if o in (float("inf"), float("-inf")):
-            return "inf" if o > 0 else "-inf"
-        return o
+    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):  # numpy scalars and arrays
+        o = o.tolist()
     if isinstance(o, dict):
-        return {str(k): _finite_json(v) for k, v in o.items()}
+        return {str(k): _strict(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_finite_json(v) for v in o]
+        return [_strict(v) for v in o]
+    if isinstance(o, float):
+        return json_value(o)
     return o
 
 
 def dumps(data: dict[str, Any]) -> str:
     """The JSON text `--json` prints: strict (no NaN tokens), numpy values converted."""
-    return json.dumps(_finite_json(json.loads(json.dumps(data, default=_json_default),
-                                              parse_constant=lambda c: float(c))), allow_nan=False)
+    return json.dumps(_strict(data), allow_nan=False, default=str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

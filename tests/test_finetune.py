@@ -1,9 +1,9 @@
 """Fine-tuning: NNX LoRA wrapping starts equal to the base model; a full and a LoRA fine-tune of the tiny
 preset on a shifted corpus (other stdlib docstrings) both get a forgetting report with real numbers."""
 import dataclasses
-import importlib
-import inspect
+import importlib.util
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -19,22 +19,18 @@ from ntjax.finetune import add_lora, fold_lora
 from ntjax.model import GPT
 from ntjax.trainer import train
 
-SHIFT_MODULES = ("argparse", "collections", "json", "os", "re", "textwrap", "string", "itertools", "functools",
-                 "pathlib", "subprocess", "logging", "datetime", "decimal", "statistics", "random", "shutil")
 
 
-def shifted_corpus(path):
-    """Another distribution than pydoc's topics: the docstrings of public stdlib functions and classes."""
-    parts = []
-    for name in SHIFT_MODULES:
-        module = importlib.import_module(name)
-        for key, value in sorted(vars(module).items()):
-            if not key.startswith("_") and (inspect.isfunction(value) or inspect.isclass(value)):
-                doc = inspect.getdoc(value)
-                if doc:
-                    parts.append(f"{name}.{key}\n{doc}")
-    path.write_text("\n\n".join(parts))
-    return path
+def _load_example():
+    """examples/finetune_lora.py, whose shifted corpus (stdlib docstrings) the test trains on too."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "finetune_lora.py"
+    spec = importlib.util.spec_from_file_location("finetune_lora_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+shifted_corpus = _load_example().write_shifted_corpus
 
 
 def tokens(seed=0):

@@ -4,7 +4,6 @@ plot, a verdict with numbers, the findings and what to do."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
@@ -23,14 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read(path: str):
-    """A RunTable from a path, or one clear error line."""
-    from ntjax.readers import ReadError, read_run
-    if not os.path.exists(path):
-        raise NtjaxError(f"{path}: no such file or folder")
-    try:
-        return read_run(path)
-    except ReadError as e:
-        raise NtjaxError(str(e)) from None
+    """A RunTable from a path; unreadable input raises `ReadError`, one clear line."""
+    from ntjax.readers import read_run
+    return read_run(path)
 
 
 def plot_path(source: str, out: str | None, index: int, n_runs: int) -> Path:
