@@ -8,10 +8,10 @@ Tokens are random ids (the speed does not depend on them). Mixed precision, loca
 float32 master weights and optimizer state, every matmul of the forward and backward passes in bfloat16
 (the modules' compute dtype is set to bf16 inside the step; the library's defaults are untouched).
 
-FLOPs per token: 6·N + 12·L·T·d (`ntjax.flops.flops_per_token`; Kaplan et al. 2020 and PaLM's
+FLOPs per token: 6·N + 12·L·T·d (`ntjax.core.flops.flops_per_token`; Kaplan et al. 2020 and PaLM's
 appendix B), with N the non-embedding parameters plus the output projection V·d, a real matmul since
 the embeddings are tied. MFU = tokens/s × FLOPs per token / the device's dense bf16 peak
-(`ntjax.flops.PEAK_FLOPS`, picked from the device kind; H100 SXM 989 TFLOP/s).
+(`ntjax.core.flops.PEAK_FLOPS`, picked from the device kind; H100 SXM 989 TFLOP/s).
 The bare step (loss and update) and the instrumented step (the trainer's every-step metrics) run in
 interleaved rounds; each round dispatches `--steps` steps and waits for the last, so the GPU stays busy.
 
@@ -28,12 +28,12 @@ import numpy as np
 from flax import nnx
 
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
-from ntjax import flops
-from ntjax.config import ModelConfig, TrainConfig
-from ntjax.model import GPT
-from ntjax.optimizer import make_optimizer
-from ntjax.schedules import make_schedule
-from ntjax.step import init_state, lm_loss, make_bare_train_step, make_train_step
+from ntjax.core import flops
+from ntjax.core.config import ModelConfig, TrainConfig
+from ntjax.core.model import GPT
+from ntjax.core.optimizer import make_optimizer
+from ntjax.core.schedules import make_schedule
+from ntjax.core.step import init_state, lm_loss, make_bare_train_step, make_train_step
 
 GPT2_SMALL = ModelConfig(vocab_size=50257, seq_len=1024, d_model=768, n_layers=12, n_heads=12)
 QUICK = ModelConfig(vocab_size=256, seq_len=64, d_model=64, n_layers=2, n_heads=2)

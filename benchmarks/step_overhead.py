@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
-from ntjax import config as config_lib
-from ntjax.step import make_bare_train_step, make_train_step
+from ntjax.core import config as config_lib
+from ntjax.core.step import make_bare_train_step, make_train_step
 from ntjax.trainer import build_state
 
 

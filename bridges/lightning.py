@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ntjax.bridges.torch import TorchMonitor, first_tensor
-from ntjax.runtable import normalise_name, split_of
+from ntjax.diagnostics.runtable import normalise_name, split_of
 
 
 class LightningCallback(Callback):

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ntjax.logger import MetricLogger
+from ntjax.core.logger import MetricLogger
 
 CONFIG_FILE = "config.json"
 

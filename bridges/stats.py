@@ -1,4 +1,4 @@
-"""Per-step statistics of another framework's tensors, computed by `ntjax.diagnostics`.
+"""Per-step statistics of another framework's tensors, computed by `ntjax.diagnostics.tree_stats`.
 
 The PyTorch and TensorFlow bridges hand their gradients, parameters and activations to JAX (numpy
 views or DLPack, no copy on the framework's side) and call the jitted functions below, so every framework's run is measured by the same
@@ -12,9 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntjax import diagnostics
-
-
+from ntjax.diagnostics import tree_stats as diagnostics
 @jax.jit
 def _grad_stats(grads: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     return diagnostics.global_norm(grads), diagnostics.all_finite(grads), diagnostics.norms_by_layer(grads)

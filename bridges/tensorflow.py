@@ -15,7 +15,7 @@ or `model.fit(..., callbacks=[KerasCallback("runs/keras")])` (Keras 3, TensorFlo
 Every step: loss, LR, global gradient norm (`tf.linalg.global_norm` of the gradients, before any
 clipping), throughput, a non-finite flag; every `sample_every` steps also per-variable gradient norms and
 update/variable ratios. A step's line is written when the next step is logged (its update is known
-then) or at `close()`. The numbers come from `ntjax.diagnostics`: TF tensors go to JAX by DLPack.
+then) or at `close()`. The numbers come from `ntjax.diagnostics.tree_stats`: TF tensors go to JAX by DLPack.
 TensorFlow is imported on first use, not with this module.
 """
 from __future__ import annotations

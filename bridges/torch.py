@@ -12,7 +12,7 @@ Every step: loss, LR per param group, global gradient norm (before clipping: the
 `torch.nn.utils.clip_grad_norm_` returns), throughput, a non-finite flag. Every `sample_every` steps also:
 per-parameter gradient norms, update/parameter ratios (the change `optimizer.step()` made), per-layer
 activation mean/std and `nn.MultiheadAttention` entropy (forward hooks armed only for that step's
-forward pass, so other steps pay nothing for them). The numbers come from `ntjax.diagnostics`, the
+forward pass, so other steps pay nothing for them). The numbers come from `ntjax.diagnostics.tree_stats`, the
 code that measures ntjax's own runs (`to_jax` says how tensors reach it). With `torch.amp.GradScaler`,
 call `scaler.unscale_(optimizer)` before `log` so the norms are of the true gradients.
 
@@ -233,16 +233,15 @@ class TorchMonitor:
 def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Any],
             loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *, min_lr: float = 1e-7, max_lr: float = 1.0,
             steps: int = 100, plot: str | os.PathLike | None = None) -> dict[str, Any]:
-    """LR range test of a PyTorch model and optimizer, by the math of `ntjax.lr_find` (the one used by
+    """LR range test of a PyTorch model and optimizer, by the math of `ntjax.diagnostics.lr_range` (the one used by
     `ntjax lr-find`): every param group's LR grows exponentially from `min_lr` to `max_lr` over `steps`
     steps of `loss_fn(model, batch)`, stopping once the smoothed loss blows up. The model's and the
     optimizer's state are restored afterwards, so training can start from where it was.
 
-    `batches` is re-iterated when it runs out (a DataLoader or a list). Returns `ntjax.lr_find.to_dict`:
+    `batches` is re-iterated when it runs out (a DataLoader or a list). Returns `ntjax.diagnostics.lr_range.to_dict`:
     `recommended`, both `suggestions`, `stop_reason`, and the LR/loss curve (plotted to `plot` if given).
     """
-    from ntjax import lr_find as lrf
-
+    from ntjax.diagnostics import lr_range as lrf
     model_state = copy.deepcopy(model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     source = iter(batches)
@@ -290,7 +289,7 @@ def __getattr__(name: str):
 
 
 # --- LR range test -----------------------------------------------------------------------------------
-# `ntjax lr-find` for a PyTorch model and optimizer: the math is ntjax.lr_find's; this only runs the steps
+# `ntjax lr-find` for a PyTorch model and optimizer: the math is ntjax.diagnostics.lr_range's; this only runs the steps
 # and puts everything back afterwards.
 
 def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, loss_fn, *,
@@ -301,13 +300,12 @@ def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, l
     exponential ramp (scaled by its share of the largest group LR). Afterwards the model's and optimizer's
     state dicts, the gradients, the training mode and torch's RNG state are restored exactly.
 
-    Returns `ntjax.lr_find.to_dict` (suggestions, recommended LR, curve), plus the plot path if asked.
+    Returns `ntjax.diagnostics.lr_range.to_dict` (suggestions, recommended LR, curve), plus the plot path if asked.
     """
     import copy
     import itertools
 
-    from ntjax import lr_find as rt
-
+    from ntjax.diagnostics import lr_range as rt
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(optimizer.state_dict())
     saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]

@@ -83,7 +83,7 @@ def loss_fn(model: nnx.Module, batch: jax.Array) -> tuple[jax.Array, dict]:
 
 
 def main() -> None:
-    from ntjax import config
+    from ntjax.core import config
     from ntjax.trainer import train
 
     parser = argparse.ArgumentParser(description="train the WindowMLP spec with ntjax")

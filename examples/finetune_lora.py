@@ -22,7 +22,7 @@ import inspect
 import json
 from pathlib import Path
 
-from ntjax import config as C
+from ntjax.core import config as C
 from ntjax.evaluation import forgetting, load_checkpoint
 from ntjax.trainer import train
 

@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ntjax.bridges.tensorflow import KerasCallback  # noqa: E402
-from ntjax.data import load_corpus  # noqa: E402
+from ntjax.core.data import load_corpus  # noqa: E402
 
 
 def windows(tokens: np.ndarray, n: int, context: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

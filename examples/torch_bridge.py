@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ntjax.bridges.torch import TorchMonitor
-from ntjax.data import load_corpus
+from ntjax.core.data import load_corpus
 
 
 class TinyLM(torch.nn.Module):

@@ -2,14 +2,14 @@
 
     python examples/train_default.py --out runs/example --steps 300
 
-The library entry points are `ntjax.config.preset`, `ntjax.trainer.train` and `ntjax.readers.read_run`;
+The library entry points are `ntjax.core.config.preset`, `ntjax.trainer.train` and `ntjax.readers.read_run`;
 the run folder is the same as the CLI's (metrics.jsonl, config.json, checkpoints/, plots/, report.md).
 """
 import argparse
 import dataclasses
 
-from ntjax import config
-from ntjax.detectors import analyse
+from ntjax.core import config
+from ntjax.diagnostics.detectors import analyse
 from ntjax.readers import read_run
 from ntjax.trainer import train
 

@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _strict(o: Any) -> Any:
     """Plain JSON values: numpy scalars and arrays unwrapped, non-finite floats as the metrics contract's
-    strings (`ntjax.logger.json_value`)."""
-    from ntjax.logger import json_value
+    strings (`ntjax.core.logger.json_value`)."""
+    from ntjax.core.logger import json_value
 
     if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):  # numpy scalars and arrays
         o = o.tolist()

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ntjax.config import TrainConfig
+from ntjax.core.config import TrainConfig
 from ntjax.errors import NtjaxError
-from ntjax.runfolder import LoadedRun, read_config
+from ntjax.core.runfolder import LoadedRun, read_config
 
 REGRESSION_TOLERANCE = 0.01  # relative: a checkpoint 1% worse than the best before it is a regression
 MIN_TOKEN_COUNT = 20  # a byte must be a target this often before its mean loss change is reported
@@ -43,7 +43,7 @@ def locate_checkpoint(path: str | Path) -> tuple[Path, int | None]:
 
 def load_checkpoint(path: str | Path, step: int | None = None, best: bool = False) -> LoadedRun:
     """Load a run folder's latest (or best, or `step`) checkpoint, or the checkpoint `path` names."""
-    from ntjax.runfolder import load_run
+    from ntjax.core.runfolder import load_run
 
     run_dir, named = locate_checkpoint(path)
     if named is not None and step is not None and named != step:
@@ -52,7 +52,7 @@ def load_checkpoint(path: str | Path, step: int | None = None, best: bool = Fals
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
-    from ntjax.checkpoint import Checkpoints
+    from ntjax.core.checkpoint import Checkpoints
 
     ckpts = Checkpoints(Path(run_dir) / "checkpoints", async_save=False, read_only=True)
     try:
@@ -63,7 +63,7 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 
 def iter_checkpoints(run_dir: Path, steps: list[int]) -> Iterator[LoadedRun]:
     """Every listed checkpoint of a run, building the model once (restoring is cheap, building is not)."""
-    from ntjax.checkpoint import Checkpoints
+    from ntjax.core.checkpoint import Checkpoints
     from ntjax.trainer import build_state
 
     cfg = read_config(run_dir)
@@ -92,7 +92,7 @@ class EvalData:
 
 def text_batches(cfg: TrainConfig, text: str | None, n_batches: int | None = None) -> list[np.ndarray]:
     """The held-out tail of `text` (None: the embedded corpus) cut into the run's fixed eval windows."""
-    from ntjax.data import make_data
+    from ntjax.core.data import make_data
 
     data = make_data(cfg.model.seq_len, cfg.seed, cfg.eval_fraction, text)
     return data.eval_batches(n_batches or cfg.eval_batches, cfg.micro_batch_size or cfg.batch_size)
@@ -100,7 +100,7 @@ def text_batches(cfg: TrainConfig, text: str | None, n_batches: int | None = Non
 
 def eval_data(cfg: TrainConfig, data: str | None = None, n_batches: int | None = None) -> EvalData:
     """The run's own eval split (exactly what the trainer evaluated on), or the held-out tail of `data`."""
-    from ntjax.task import build_task, load_spec
+    from ntjax.core.task import build_task, load_spec
 
     task = build_task(cfg)
     spec = load_spec(cfg.spec) if cfg.spec else None
@@ -119,7 +119,7 @@ def eval_data(cfg: TrainConfig, data: str | None = None, n_batches: int | None =
 
 def evaluate_checkpoint(run: LoadedRun, data: EvalData, eval_step: Callable | None = None) -> dict[str, float]:
     """eval/loss, eval/ppl, eval/accuracy (the trainer's `evaluate`) plus the spec's `eval_metrics`."""
-    from ntjax.step import make_eval_step
+    from ntjax.core.step import make_eval_step
     from ntjax.trainer import evaluate
 
     eval_step = eval_step or make_eval_step(run.graphdef, data.loss_fn)
@@ -319,7 +319,7 @@ def evaluate_state_dict(path: str | Path, constructor: str, text: str, seq_len: 
     import torch
     import torch.nn.functional as F
 
-    from ntjax.data import make_data
+    from ntjax.core.data import make_data
 
     model = import_constructor(constructor)()
     try:  # weights_only refuses pickled code (an UnpicklingError), not just unknown keys

@@ -19,22 +19,22 @@ import jax
 import numpy as np
 import optax
 
-from ntjax import config as config_lib
-from ntjax.checkpoint import Checkpoints
-from ntjax.config import TrainConfig
-from ntjax.diagnostics import named_leaves
+from ntjax.core import config as config_lib
+from ntjax.core.checkpoint import Checkpoints
+from ntjax.core.config import TrainConfig
+from ntjax.diagnostics.tree_stats import named_leaves
 from ntjax.errors import NtjaxError
-from ntjax.logger import MetricLogger, check_writable, truncate_after
-from ntjax.optimizer import make_optimizer
-from ntjax.runfolder import optimizer_evidence, read_config, write_config
-from ntjax.schedules import make_schedule
-from ntjax.sharding import abstract, for_run, place, place_batch, start_distributed
-from ntjax.step import TrainState, gradient_parts, init_state, make_eval_step, make_train_step
-from ntjax.task import Task, build_task
-from ntjax.flops import device_peak_flops, flops_per_token
-from ntjax.guards import spike_guard
-from ntjax.nan_locate import localise_nonfinite
-from ntjax.watch import Event, NoiseScale, Watch
+from ntjax.core.logger import MetricLogger, check_writable, truncate_after
+from ntjax.core.optimizer import make_optimizer
+from ntjax.core.runfolder import optimizer_evidence, read_config, write_config
+from ntjax.core.schedules import make_schedule
+from ntjax.core.sharding import abstract, for_run, place, place_batch, start_distributed
+from ntjax.core.step import TrainState, gradient_parts, init_state, make_eval_step, make_train_step
+from ntjax.core.task import Task, build_task
+from ntjax.core.flops import device_peak_flops, flops_per_token
+from ntjax.core.guards import spike_guard
+from ntjax.diagnostics.nan_locate import localise_nonfinite
+from ntjax.diagnostics.watch import Event, NoiseScale, Watch
 
 
 EVENTS_FILE = "events.jsonl"
@@ -74,7 +74,7 @@ def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, Tr
     task = build_task(cfg)
     trainable: Any = nnx.Param
     if cfg.init_from:  # fine-tuning: load the weights, optionally wrap LoRA adapters and train only those
-        from ntjax.finetune import prepare_finetune
+        from ntjax.core.lora import prepare_finetune
         task.model, trainable = prepare_finetune(cfg, task.model)
     params = nnx.state(task.model, trainable)
 
@@ -383,6 +383,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
     """
     result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console).run()
     if report:
-        from ntjax.report import write_report
+        from ntjax.viz.report import write_report
         write_report(result)
     return result

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ntjax.runtable import RunTable, make_series
+from ntjax.diagnostics.runtable import RunTable, make_series
 
 N_STEPS = 5000
 EVAL_EVERY = 100

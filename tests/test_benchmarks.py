@@ -99,8 +99,8 @@ def test_bf16_compute_runs_every_matmul_in_bfloat16_with_float32_gradients():
         from gpu_mfu import QUICK, bf16_compute
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from ntjax.model import GPT
-    from ntjax.step import lm_loss
+    from ntjax.core.model import GPT
+    from ntjax.core.step import lm_loss
 
     graphdef, params = nnx.split(GPT(QUICK, nnx.Rngs(0)))
     loss = lambda p, batch: bf16_compute(lm_loss)(nnx.merge(graphdef, p), batch)[0]

@@ -2,14 +2,14 @@ import dataclasses
 
 import pytest
 
-from ntjax import config as C
+from ntjax.core import config as C
 from ntjax.errors import NtjaxError
 
 
 def test_presets_resolve_and_param_count_matches_the_model():
     from flax import nnx
     import jax
-    from ntjax.model import build_model
+    from ntjax.core.model import build_model
     for cfg in C.PRESETS.values():
         r = C.resolve(cfg)
         assert r.lr > 0 and 0 <= r.warmup <= r.steps and r.batch_size % r.micro_batch_size == 0

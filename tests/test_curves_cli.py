@@ -72,7 +72,7 @@ def test_human_output_has_plain_terminal_plot(logs, capsys):
 
 
 def test_run_folder_gets_its_own_plots(tmp_path, capsys):
-    from ntjax.logger import MetricLogger
+    from ntjax.core.logger import MetricLogger
     run = tmp_path / "run"
     with MetricLogger(run) as log:
         for step in range(1, 201):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ntjax.detectors import analyse
+from ntjax.diagnostics.detectors import analyse
 from ntjax.readers import read_run
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
@@ -77,5 +77,5 @@ def test_lstm_val_loss_rising_every_epoch_is_divergence():
 def test_llmc_final_eval_minimum_and_initial_loss_is_ln_vocab():
     a = _analyse("llmc_text/mng_2024-06-06_AdamW_f66d43d7.log")
     assert a.metrics["eval/loss"]["min"] == pytest.approx(3.2760, abs=1e-4) and a.metrics["eval/loss"]["min_step"] == 9536
-    from ntjax.detectors.curve import uniform_match
+    from ntjax.diagnostics.detectors.curve import uniform_match
     assert uniform_match(a.metrics["eval/loss"]["first"]) in (50257, 50304)  # 10.9689 ~ ln(50257)

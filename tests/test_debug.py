@@ -9,10 +9,10 @@ import pytest
 
 import curvegen as cg
 from ntjax.cli import main
-from ntjax.detectors import analyse
-from ntjax.hypotheses import config_evidence, parse_symptoms, rank
+from ntjax.diagnostics.detectors import analyse
+from ntjax.diagnostics.hypotheses import config_evidence, parse_symptoms, rank
 from ntjax.readers import read_run
-from ntjax.runtable import make_series
+from ntjax.diagnostics.runtable import make_series
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 CAUSES = {"lr_too_high", "lr_too_low", "insufficient_warmup", "gradient_explosion", "vanishing_gradients",

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ntjax.detect import detect
+from ntjax.diagnostics.framework import detect
 from ntjax.errors import NtjaxError
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import curvegen as cg
-from ntjax.detectors import analyse, curve, relations
-from ntjax.runtable import make_series
+from ntjax.diagnostics.detectors import analyse, curve, relations
+from ntjax.diagnostics.runtable import make_series
 
 ONSET = 2000  # of cg.N_STEPS = 5000
 TOLERANCE = 0.04 * cg.N_STEPS  # "within a few % of the run"
@@ -151,7 +151,7 @@ def test_baseline_comparison_says_who_is_ahead():
 
 
 def test_tiny_and_empty_series_do_not_crash():
-    from ntjax.runtable import RunTable
+    from ntjax.diagnostics.runtable import RunTable
     for n in (0, 1, 2, 3, 5, 9):
         tab = RunTable("x", "synthetic")
         tab.add(make_series("train/loss", np.arange(n), np.linspace(3, 2, n)))

@@ -1,6 +1,6 @@
 import pytest
 
-from ntjax.flops import PEAK_FLOPS, device_peak_flops
+from ntjax.core.flops import PEAK_FLOPS, device_peak_flops
 
 
 @pytest.mark.parametrize("kind, platform, key", [

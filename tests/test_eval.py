@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from ntjax import config as C
-from ntjax.checkpoint import Checkpoints
+from ntjax.core import config as C
+from ntjax.core.checkpoint import Checkpoints
 from ntjax.cli import main
 from ntjax.evaluation import load_checkpoint, logged_evals, regressions
 from ntjax.trainer import train

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="evaluating a PyTorch checkpoint needs torch")
 
 from ntjax.cli import main  # noqa: E402
-from ntjax.data import load_corpus  # noqa: E402
+from ntjax.core.data import load_corpus  # noqa: E402
 
 MODEL_FILE = textwrap.dedent("""
     import torch

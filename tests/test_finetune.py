@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ntjax import config as C
+from ntjax.core import config as C
 from ntjax.cli import main
 from ntjax.errors import NtjaxError
 from ntjax.evaluation import load_checkpoint
-from ntjax.finetune import add_lora, fold_lora
-from ntjax.model import GPT
+from ntjax.core.lora import add_lora, fold_lora
+from ntjax.core.model import GPT
 from ntjax.trainer import train
 
 

@@ -6,14 +6,14 @@ import textwrap
 
 import pytest
 
-from ntjax import config as C
+from ntjax.core import config as C
 from ntjax.trainer import train
 
 SPEC = """
 import jax.numpy as jnp
-from ntjax.data import make_data
-from ntjax.model import GPT
-from ntjax.step import lm_loss
+from ntjax.core.data import make_data
+from ntjax.core.model import GPT
+from ntjax.core.step import lm_loss
 
 BAD_INDEXES, FACTOR = {bad}, {factor}
 _data = {{}}

@@ -8,9 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ntjax import lr_find as L
-
-
+from ntjax.diagnostics import lr_range as L
 def _curve(lr: float) -> float:
     """Falls steepest at 1e-3 (a logistic in log10 LR), flat until 0.3, then blows up."""
     x = math.log10(lr)
@@ -70,7 +68,7 @@ def _leaves(state):
 
 
 def _tiny(**changes):
-    from ntjax import config
+    from ntjax.core import config
     return config.resolve(dataclasses.replace(config.preset("tiny"), **changes))
 
 

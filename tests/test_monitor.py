@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from ntjax.logger import MetricLogger, metrics_line
+from ntjax.core.logger import MetricLogger, metrics_line
 from ntjax.monitor.follow import Follower
 from ntjax.monitor.links import launch_tensorboard, tensorboard_command, wandb_link
 
@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 WRITER = textwrap.dedent("""
     import json, math, os, sys, time
-    from ntjax.logger import MetricLogger
+    from ntjax.core.logger import MetricLogger
     out, steps, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     json.dump({"train": {"steps": steps}}, open(out + "/config.json", "w"))
     with MetricLogger(out, ("jsonl",)) as log:

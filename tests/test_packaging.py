@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_package_folder_is_listed():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    found = {"ntjax"} | {"ntjax." + p.parent.name for p in (ROOT / "ntjax").glob("*/__init__.py")}
+    found = {"ntjax"} | {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ntjax").rglob("*/__init__.py")}
     assert found | {"ntjax.bridges"} == listed
     assert cfg["package-dir"] == {"ntjax.bridges": "bridges"}
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ntjax import plan
+from ntjax.diagnostics import plan
 from ntjax.errors import NtjaxError
 
 

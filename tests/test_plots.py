@@ -2,10 +2,10 @@
 import numpy as np
 
 import curvegen as cg
-from ntjax.detectors import analyse
-from ntjax.plots import plot_curves, plot_training_report, thin
-from ntjax.runtable import RunTable, make_series
-from ntjax.terminal_plot import render
+from ntjax.diagnostics.detectors import analyse
+from ntjax.viz.plots import plot_curves, plot_training_report, thin
+from ntjax.diagnostics.runtable import RunTable, make_series
+from ntjax.viz.terminal_plot import render
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -216,5 +216,5 @@ def test_wandb_history_and_summary():
     ("tel", "eval/loss"), ("val/loss", "eval/loss"), ("train/learning_rate", "train/lr"), ("norm", "train/grad_norm"),
 ])
 def test_names_found_in_real_logs_normalise(raw, name):
-    from ntjax.runtable import normalise_name
+    from ntjax.diagnostics.runtable import normalise_name
     assert normalise_name(raw) == name

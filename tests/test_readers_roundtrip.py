@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from ntjax.logger import MetricLogger
+from ntjax.core.logger import MetricLogger
 from ntjax.readers import read_run, read_runs
 
 STEPS = np.arange(0, 200, 5)

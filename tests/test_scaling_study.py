@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ntjax.config import preset
+from ntjax.core.config import preset
 from ntjax.scaling import study
 from ntjax.scaling.points import read_points
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ntjax.schedules import make_schedule
+from ntjax.core.schedules import make_schedule
 
 PEAK, STEPS, WARM, MIN = 1e-3, 100, 10, 0.1
 

@@ -18,7 +18,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from ntjax.errors import NtjaxError
-from ntjax.sharding import param_spec, parse_mesh
+from ntjax.core.sharding import param_spec, parse_mesh
 
 STEPS = 20
 RESUMED_STEPS = 30
@@ -30,7 +30,7 @@ HOST_STEPS = 6
 SCRIPT = textwrap.dedent(f"""
     import dataclasses, json, sys
     import jax
-    from ntjax import config as C
+    from ntjax.core import config as C
     from ntjax.errors import NtjaxError
     from ntjax.trainer import Trainer
 
@@ -79,7 +79,7 @@ SCRIPT = textwrap.dedent(f"""
 # One process of a two-host run: 4 CPU devices each, joined through the JAX_* variables.
 HOST_SCRIPT = textwrap.dedent(f"""
     import dataclasses, sys
-    from ntjax import config as C
+    from ntjax.core import config as C
     from ntjax.trainer import Trainer
     cfg = dataclasses.replace(C.PRESETS["tiny"], steps={HOST_STEPS}, schedule="constant", warmup=5, eval_every=10,
                               ckpt_every=10, probe_every=5, mesh="data=2,fsdp=4")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ntjax import config as C
-from ntjax.data import make_data
+from ntjax.core import config as C
+from ntjax.core.data import make_data
 from ntjax.trainer import build_state
-from ntjax.step import make_bare_train_step, make_train_step
+from ntjax.core.step import make_bare_train_step, make_train_step
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import math
 import optuna
 import pytest
 
-from ntjax.config import preset, to_dict
+from ntjax.core.config import preset, to_dict
 from ntjax.errors import NtjaxError
 from ntjax.sweep import results, sensitivity, space
 from ntjax.sweep import study as study_lib

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ntjax.config import preset, to_dict
+from ntjax.core.config import preset, to_dict
 from ntjax.readers import read_run
 from ntjax.sweep import study as study_lib
 

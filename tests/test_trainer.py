@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntjax import config as C
+from ntjax.core import config as C
 from ntjax.errors import NtjaxError
-from ntjax.logger import MetricLogger
+from ntjax.core.logger import MetricLogger
 from ntjax.trainer import train
 
 NTJAX = [sys.executable, "-m", "ntjax.cli"]

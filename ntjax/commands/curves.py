@@ -29,7 +29,7 @@ def read(path: str):
 
 def plot_path(source: str, out: str | None, index: int, n_runs: int) -> Path:
     """Where a run's PNG goes: --out, else the run folder's plots/ or the temp folder (`plot_location`)."""
-    from ntjax.plots import plot_location
+    from ntjax.viz.plots import plot_location
 
     src = Path(source)
     stem = "curves" if src.is_dir() else f"curves_{src.stem}"
@@ -41,8 +41,8 @@ def plot_path(source: str, out: str | None, index: int, n_runs: int) -> Path:
 
 def analyse_path(path: str, baseline, out: str | None, index: int, n_runs: int) -> tuple[dict, object, object]:
     """One run: read, analyse, draw. Returns (the contract's JSON object, the analysis, the table)."""
-    from ntjax.detectors import analyse
-    from ntjax.plots import plot_curves
+    from ntjax.diagnostics.detectors import analyse
+    from ntjax.viz.plots import plot_curves
     table = read(path)
     analysis = analyse(table, baseline=baseline)
     data = analysis.to_dict()
@@ -56,10 +56,10 @@ def analyse_path(path: str, baseline, out: str | None, index: int, n_runs: int) 
 
 def human(analysis, data: dict, table, show_plot: bool) -> str:
     """The text a person reads: terminal plot, verdict, findings, recommendations."""
-    from ntjax.findings import is_healthy
+    from ntjax.diagnostics.findings import is_healthy
     lines = [f"== {data['source']} ({data['format']})"]
     if show_plot:
-        from ntjax.terminal_plot import render
+        from ntjax.viz.terminal_plot import render
         lines.append(render(table, title=Path(data["source"]).name))
     lines.append(("VERDICT: " if is_healthy(analysis.findings) else "VERDICT (!): ") + analysis.verdict)
     shown = [f for f in analysis.findings if f.kind != "healthy"]

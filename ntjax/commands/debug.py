@@ -39,7 +39,7 @@ def _at(table, name: str, step: int) -> float | None:
 
 def apply_fix(run_dir: Path, hypothesis, before_table) -> dict:
     """Train the run's config with the fix's overrides for a short while; before/after at the same step."""
-    from ntjax import config as config_lib
+    from ntjax.core import config as config_lib
     from ntjax.readers import read_run
     from ntjax.trainer import train
     cfg_path = run_dir / "config.json"
@@ -95,8 +95,8 @@ def human(data: dict) -> str:
 
 def run(args: argparse.Namespace) -> Result:
     from ntjax.commands.curves import read
-    from ntjax.detectors import analyse
-    from ntjax.hypotheses import parse_symptoms, rank
+    from ntjax.diagnostics.detectors import analyse
+    from ntjax.diagnostics.hypotheses import parse_symptoms, rank
     table = read(args.path)
     analysis = analyse(table)
     symptoms = parse_symptoms(args.symptom)

@@ -35,6 +35,6 @@ def _human(d: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> Result:
-    from ntjax.detect import detect
+    from ntjax.diagnostics.framework import detect
     data = dataclasses.asdict(detect(args.script))
     return Result(data=data, human=_human(data))

@@ -105,7 +105,7 @@ def run_eval(args: argparse.Namespace) -> Result:
 def compare_all(run_dir: Path, data, tolerance: float, own_data: bool) -> dict[str, Any]:
     """Every checkpoint of the run on the same data, with what the run logged, and the regressions."""
     from ntjax import evaluation as ev
-    from ntjax.step import make_eval_step
+    from ntjax.core.step import make_eval_step
 
     logged = ev.logged_evals(run_dir) if own_data else {}
     rows, step_fn = [], None

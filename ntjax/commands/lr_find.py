@@ -1,7 +1,7 @@
 """`ntjax lr-find`: the learning-rate range test from the current state — a fresh init of a preset, or
 the latest checkpoint of a run folder — with the LR rising exponentially, an EMA-smoothed loss, a stop
 once it exceeds 4x its minimum, and two suggested peak LRs (steepest descent, and minimum/10, which we
-recommend; see ntjax/lr_find.py for why).
+recommend; see ntjax/diagnostics/lr_range.py for why).
 
 The run is never altered: the test trains a copy of the state and nothing is written back to the run
 folder (its checkpoints and logs stay byte-identical). The plot goes to --out.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ntjax.cli import Result, add_json_flag
-from ntjax.lr_find import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
+from ntjax.diagnostics.lr_range import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
 
 DEFAULT_MIN_LR = 1e-6  # below this AdamW barely moves a transformer: steps spent there are wasted
 
@@ -48,9 +48,9 @@ def range_test_from_state(cfg, graphdef, state, task, lrs, *, data_start: int = 
     import jax
     import jax.numpy as jnp
 
-    from ntjax.lr_find import run_range_test
-    from ntjax.optimizer import make_optimizer
-    from ntjax.step import make_train_step
+    from ntjax.diagnostics.lr_range import run_range_test
+    from ntjax.core.optimizer import make_optimizer
+    from ntjax.core.step import make_train_step
 
     start = int(state.step)
     table = jnp.asarray(lrs, jnp.float32)
@@ -74,11 +74,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
     """(cfg, graphdef, state, task, first data index, what was tested) for --preset or --run."""
     import dataclasses
 
-    from ntjax import config as config_lib
-
+    from ntjax.core import config as config_lib
     if args.run_dir:
-        from ntjax.runfolder import load_run
-        from ntjax.task import build_task
+        from ntjax.core.runfolder import load_run
+        from ntjax.core.task import build_task
 
         loaded = load_run(args.run_dir)
         start = int(loaded.meta.get("data_offset", 0)) + loaded.step
@@ -96,7 +95,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
 
 def run(args: argparse.Namespace) -> Result:
 
-    from ntjax import lr_find
+    from ntjax.diagnostics import lr_range as lr_find
     from ntjax.cli import dumps
     from ntjax.errors import NtjaxError
 

@@ -44,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> Result:
-    from ntjax import plan as planning
-
+    from ntjax.diagnostics import plan as planning
     if args.runs < 1 or (args.seeds is not None and args.seeds < 1) or args.n_devices < 1:
         raise NtjaxError("--runs, --seeds and --n-devices must be at least 1")
     if (args.noise_std is None) != (args.effect is None):

@@ -85,7 +85,7 @@ def run_fit(args: argparse.Namespace) -> Result:
         raise NtjaxError(f"{len(points)} runs left; L(N, D) has 5 parameters and needs at least 5 runs")
     if args.bootstrap < 0 or args.delta <= 0:
         raise NtjaxError("--bootstrap must be ≥ 0 and --delta positive")
-    from ntjax.plots import plot_location
+    from ntjax.viz.plots import plot_location
     plot = None if args.no_plot else (args.plot or str(plot_location(args.csv, "scaling.png")))
     data = analysis.analyse(points, budgets=args.budget, n_boot=args.bootstrap, seed=args.seed,
                             unique_tokens=args.unique_tokens, plot_path=plot, delta=args.delta)
@@ -102,7 +102,7 @@ def run_study(args: argparse.Namespace) -> Result:
     import dataclasses
     import sys
 
-    from ntjax.config import preset
+    from ntjax.core.config import preset
     from ntjax.scaling import analysis, study
     from ntjax.scaling.points import from_arrays
 

@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_recipe(args: argparse.Namespace, out: Path):
     """The recipe asked for on the command line, or None to continue the stored one (no --param given)."""
-    from ntjax import config as config_lib
+    from ntjax.core import config as config_lib
     from ntjax.errors import NtjaxError
     from ntjax.sweep import sensitivity, space
     from ntjax.sweep.study import Recipe, validate_recipe
@@ -112,8 +112,8 @@ def plan_line(recipe, max_runs: int) -> str:
 
 def init_loss(base_cfg) -> float:
     """The eval loss of the model at initialisation (L0 of the LR sensitivity)."""
-    from ntjax import config as config_lib
-    from ntjax.step import make_eval_step
+    from ntjax.core import config as config_lib
+    from ntjax.core.step import make_eval_step
     from ntjax.trainer import build_state, evaluate
 
     cfg = config_lib.resolve(base_cfg)

@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):
     """The config for this invocation: the run folder's own config when resuming, else the preset; then
     the flags given on the command line on top."""
-    from ntjax import config as config_lib
-    from ntjax.logger import parse_backends
-    from ntjax.runfolder import CONFIG_FILE, read_config
+    from ntjax.core import config as config_lib
+    from ntjax.core.logger import parse_backends
+    from ntjax.core.runfolder import CONFIG_FILE, read_config
 
     out = Path(args.out or f"runs/{args.preset or 'default'}")
     resuming = (out / CONFIG_FILE).exists() and (out / "checkpoints").is_dir()

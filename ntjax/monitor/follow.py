@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntjax.runtable import RunTable, make_series, normalise_name
+from ntjax.diagnostics.runtable import RunTable, make_series, normalise_name
 
 STEP_COLUMNS = ("step", "global_step", "iteration", "iter", "trainer/global_step")
 TIME_COLUMNS = ("time", "wall_time", "timestamp", "_timestamp")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 CHARTS = (("loss", ("train/loss", "eval/loss")), ("learning rate", ("train/lr",)),
           ("grad norm", ("train/grad_norm",)))
@@ -80,7 +80,7 @@ def step_rate(table: RunTable) -> float | None:
 def active_warnings(table: RunTable) -> list[str]:
     """Warnings worth a glance now: the trainer's early-warning checks replayed over the logged curve, and
     the curve detectors' warning/critical findings."""
-    from ntjax.watch import Watch
+    from ntjax.diagnostics.watch import Watch
 
     out: list[str] = []
     loss, grad = table.get("train/loss"), table.get("train/grad_norm")
@@ -91,7 +91,7 @@ def active_warnings(table: RunTable) -> list[str]:
             watch.update(step, {"train/loss": value, "train/grad_norm": grad_at.get(step, 1.0)})
         out += [e.message for e in watch.events[-3:]]
     try:
-        from ntjax.detectors import analyse
+        from ntjax.diagnostics.detectors import analyse
         findings = analyse(table).findings
     except Exception as e:  # a detector failing on a half-written log must not stop the monitor
         return out + [f"curve detectors unavailable on this log: {type(e).__name__}: {e}"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ntjax.monitor.panels import CHARTS, Status, status_lines
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 
 def draw(table: RunTable, st: Status):

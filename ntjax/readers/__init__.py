@@ -23,7 +23,7 @@ from ntjax.readers.jsonl import read_json_document, read_jsonl
 from ntjax.readers.text import read_text
 from ntjax.readers.tfevents import read_event_files
 from ntjax.readers.wandb_run import is_summary, read_history_jsonl, read_wandb_file
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 __all__ = ["FORMATS", "ReadError", "read_run", "read_runs"]
 

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ntjax.runtable import RunTable, make_series, normalise_name
+from ntjax.diagnostics.runtable import RunTable, make_series, normalise_name
 
 # Step keys in order of preference: an explicit step beats an epoch counter.
 STEP_KEYS = ("step", "global_step", "trainer/global_step", "_step", "iter", "iteration", "it", "epoch")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, one_float, add_chunk, build_table, pick_key
 from ntjax.readers.jsonl import _capped
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 MAX_SNIFF_LINES = 20  # lines looked at to tell CSV from text
 _WANDB_EXPORT_SUFFIX = re.compile(r"__(MIN|MAX|step)$")

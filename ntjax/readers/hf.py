@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from ntjax.readers.jsonl import rows_table
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 _SUMMARY_KEYS = ("train_runtime", "total_flos")
 

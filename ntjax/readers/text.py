@@ -16,7 +16,7 @@ import re
 import numpy as np
 
 from ntjax.readers.columns import Chunks, add_chunk, build_table
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 _NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|infinity|inf)"
 _UNIT = r"ms|s|us|%|[kKMGT]i?B|tok/s|tokens/s|it/s|samples/s"

@@ -16,7 +16,7 @@ import zlib
 
 from ntjax.readers.columns import TIME_KEYS
 from ntjax.readers.jsonl import _capped, parse_lines, rows_table
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 MAGIC = b":W&B"
 _HEADER_LEN, _BLOCK, _CHUNK_HEADER = 7, 32768, 7

@@ -4,7 +4,7 @@ Model size N is changed through width (d_model, with 32-wide heads) at the prese
 the number of steps at the preset's batch and sequence length (D = steps · batch · seq_len). N is the
 non-embedding parameter count by default (Kaplan et al. 2020 found the cleanest laws with it; with a
 256-byte vocabulary the embeddings are a large share of a tiny model); `count="total"` counts them too.
-Peak LR and warmup are left to `ntjax.config.resolve` (smart defaults scaled by N) in every run.
+Peak LR and warmup are left to `ntjax.core.config.resolve` (smart defaults scaled by N) in every run.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ntjax.config import ModelConfig, TrainConfig, resolve
+from ntjax.core.config import ModelConfig, TrainConfig, resolve
 from ntjax.errors import NtjaxError
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ntjax.config import ModelConfig, TrainConfig
+from ntjax.core.config import ModelConfig, TrainConfig
 from ntjax.errors import NtjaxError
 
 KINDS = ("log", "uniform", "int", "choice")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ntjax import config as config_lib
+from ntjax.core import config as config_lib
 from ntjax.errors import NtjaxError
 from ntjax.sweep import space as space_lib
 

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ntjax import diagnostics
-from ntjax.guards import SpikeGuardState
-from ntjax.sharding import StepSharding
+from ntjax.diagnostics import tree_stats as diagnostics
+from ntjax.core.guards import SpikeGuardState
+from ntjax.core.sharding import StepSharding
 
 LossFn = Callable[[nnx.Module, jax.Array, bool], tuple[jax.Array, dict[str, jax.Array]]]
 

@@ -10,9 +10,9 @@ import dataclasses
 
 import numpy as np
 
-from ntjax.detectors import curve, relations
-from ntjax.findings import Finding, fmt, is_healthy, ranked
-from ntjax.runtable import RunTable, Series
+from ntjax.diagnostics.detectors import curve, relations
+from ntjax.diagnostics.findings import Finding, fmt, is_healthy, ranked
+from ntjax.diagnostics.runtable import RunTable, Series
 
 GRAD_NORM = "train/grad_norm"
 TROUBLE = ("spike", "divergence", "oscillation", "nan")  # what a too-short warmup shows in the loss

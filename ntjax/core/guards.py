@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ntjax.diagnostics import global_norm
+from ntjax.diagnostics.tree_stats import global_norm
 
 # 1.4826·MAD estimates the standard deviation of normal noise; a robust z-score uses it.
 MAD_TO_SIGMA = 1.4826

@@ -67,8 +67,8 @@ def render(result: Any, config: dict, plots: list[Path], analysis: Any = None) -
 
 def write_report(result: Any) -> Path:
     """Draw the run's plots into `plots/` and write `report.md`; returns the report's path."""
-    from ntjax.detectors import analyse
-    from ntjax.plots import plot_training_report
+    from ntjax.diagnostics.detectors import analyse
+    from ntjax.viz.plots import plot_training_report
     from ntjax.readers import read_run
 
     out = Path(result.out_dir)

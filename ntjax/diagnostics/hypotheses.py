@@ -13,9 +13,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ntjax.detectors import Analysis
-from ntjax.findings import fmt
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.detectors import Analysis
+from ntjax.diagnostics.findings import fmt
+from ntjax.diagnostics.runtable import RunTable
 
 SYMPTOMS = {  # free-text pattern -> symptom
     "plateau": r"stuck|plateau|flat|not (decreas|improv|go(ing)? down|learn)|doesn'?t (decrease|learn|improve)",
@@ -210,7 +210,7 @@ def check_config(cfg: dict[str, Any], votes: _Votes) -> None:
     lr, n = cfg.get("lr"), cfg.get("n_params")
     if isinstance(lr, (int, float)) and lr > 0:
         if isinstance(n, (int, float)) and n > 0:
-            from ntjax.config import smart_lr
+            from ntjax.core.config import smart_lr
             rule = smart_lr(int(n))
             if lr >= LR_FAR_ABOVE * rule:
                 votes.add("lr_too_high", 0.6, f"config lr {lr:g} is {lr / rule:.0f}x the size-based rule "
@@ -249,7 +249,7 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tup
     n = cfg.get("n_params")
     rule = None
     if isinstance(n, (int, float)) and n > 0:
-        from ntjax.config import smart_lr
+        from ntjax.core.config import smart_lr
         rule = smart_lr(int(n))
     if cause == "lr_too_high" and lr:
         new = rule if rule and lr >= LR_FAR_ABOVE * rule else (lr / 10 if lr >= LR_ABSURD else lr / 5)

@@ -13,10 +13,10 @@ from typing import Any, Iterable
 import jax.numpy as jnp
 from flax import nnx
 
-from ntjax.config import TrainConfig
+from ntjax.core.config import TrainConfig
 from ntjax.errors import NtjaxError
 
-# What `--lora-targets` names in the default GPT (ntjax/model.py): a target matches every Linear layer
+# What `--lora-targets` names in the default GPT (ntjax/core/model.py): a target matches every Linear layer
 # with that name anywhere in its path, so `attn` -> attn.qkv and attn.proj, `mlp` -> mlp.fc and mlp.proj,
 # and a layer name such as `qkv` picks just those layers.
 DEFAULT_TARGETS = ("attn", "mlp")
@@ -108,7 +108,7 @@ def load_pretrained(cfg: TrainConfig, model: nnx.Module) -> int:
     """Copy the weights of `cfg.init_from` (a run folder: its latest checkpoint; or RUN/checkpoints/STEP)
     into `model`, which must be the same architecture. Returns the step loaded."""
     from ntjax.evaluation import locate_checkpoint
-    from ntjax.runfolder import load_run
+    from ntjax.core.runfolder import load_run
 
     run_dir, step = locate_checkpoint(cfg.init_from)
     base = load_run(run_dir, step)

@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import optax
 
-from ntjax.config import TrainConfig
-from ntjax.diagnostics import path_name
+from ntjax.core.config import TrainConfig
+from ntjax.diagnostics.tree_stats import path_name
 
 NO_DECAY_WORDS = ("embed", "ln", "norm", "bias", "scale")
 

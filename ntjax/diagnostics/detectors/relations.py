@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 
-from ntjax.detectors import smoothing as sm
-from ntjax.findings import Finding, fmt
-from ntjax.runtable import Series
+from ntjax.diagnostics.detectors import smoothing as sm
+from ntjax.diagnostics.findings import Finding, fmt
+from ntjax.diagnostics.runtable import Series
 
 OVERFIT_MIN_STALL = 0.2  # eval has not improved for the last 20% of the run...
 OVERFIT_TRAIN_DROP = 0.03  # ...while train fell 3% more: the model memorises instead of generalising

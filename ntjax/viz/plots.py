@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ntjax.detectors import smoothing as sm
-from ntjax.findings import Finding
-from ntjax.runtable import RunTable, Series
+from ntjax.diagnostics.detectors import smoothing as sm
+from ntjax.diagnostics.findings import Finding
+from ntjax.diagnostics.runtable import RunTable, Series
 
 MAX_PLOTTED = 20_000  # points drawn per line; beyond that a min/max-preserving thinning keeps spikes visible
 LAYER_LINES = 12  # per-layer grad norms: the most extreme layers, or the legend is unreadable

@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from ntjax.detectors import smoothing as sm
-from ntjax.findings import Finding, fmt
+from ntjax.diagnostics.detectors import smoothing as sm
+from ntjax.diagnostics.findings import Finding, fmt
 
 # --- divergence
 DIVERGENCE_RISE = math.log(1.3)  # the loss ends 30% above its best: far beyond noise and late-run bumps

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ntjax.config import ModelConfig
-from ntjax.diagnostics import activation_stats, attention_entropy
+from ntjax.core.config import ModelConfig
+from ntjax.diagnostics.tree_stats import activation_stats, attention_entropy
 
 Stats = dict[str, jax.Array]
 

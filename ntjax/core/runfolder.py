@@ -11,7 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ntjax import config as config_lib
+from ntjax.core import config as config_lib
 from ntjax.errors import NtjaxError
 
 CONFIG_FILE = "config.json"
@@ -46,14 +46,14 @@ def read_config(run_dir: str | Path) -> config_lib.TrainConfig:
 class LoadedRun:
     cfg: config_lib.TrainConfig
     graphdef: Any
-    state: Any  # ntjax.step.TrainState
+    state: Any  # ntjax.core.step.TrainState
     step: int
     meta: dict[str, Any]
 
 
 def load_run(run_dir: str | Path, step: int | None = None, which: str = "latest") -> LoadedRun:
     """Rebuild a run's model and optimizer state from its checkpoint (`step`, else latest or best)."""
-    from ntjax.checkpoint import Checkpoints
+    from ntjax.core.checkpoint import Checkpoints
     from ntjax.trainer import build_state
 
     run_dir = Path(run_dir)

@@ -46,7 +46,7 @@ SNIPPETS = {
     ]),
     "jax": ("ntjax (native)", [
         "ntjax train --out runs/jax  # or, in your own step:",
-        "from ntjax import diagnostics; from ntjax.logger import MetricLogger",
+        "from ntjax import diagnostics; from ntjax.core.logger import MetricLogger",
         'logger = MetricLogger("runs/jax"); logger.log(step, {"train/loss": loss, '
         '"train/grad_norm": diagnostics.global_norm(grads)})',
     ]),

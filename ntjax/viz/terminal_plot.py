@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ntjax.runtable import RunTable
+from ntjax.diagnostics.runtable import RunTable
 
 TERMINAL_POINTS = 400  # more points than a terminal has columns only blurs the line
 WIDTH, HEIGHT = 90, 18

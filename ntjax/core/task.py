@@ -22,11 +22,11 @@ from typing import Any, Callable
 import numpy as np
 from flax import nnx
 
-from ntjax.config import TrainConfig
-from ntjax.data import make_data, unigram_entropy
+from ntjax.core.config import TrainConfig
+from ntjax.core.data import make_data, unigram_entropy
 from ntjax.errors import NtjaxError
-from ntjax.model import GPT
-from ntjax.step import LossFn, lm_loss
+from ntjax.core.model import GPT
+from ntjax.core.step import LossFn, lm_loss
 
 
 @dataclasses.dataclass
