@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
 from ntjax.core import config as config_lib
 from ntjax.core.step import make_train_step
-from ntjax.trainer import build_state
+from ntjax.core.state import build_state
 
 POLICIES = ("none", "every_step", "every_n", "one_step_late")
 # Steps per round: a round of the default preset takes ~2 s on 2 cores, the tiny one's ~0.1 s.

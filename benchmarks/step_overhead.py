@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
 from ntjax.core import config as config_lib
 from ntjax.core.step import make_bare_train_step, make_train_step
-from ntjax.trainer import build_state
+from ntjax.core.state import build_state
 
 
 # Rounds of one step per variant: the default preset's step takes ~0.2 s on 2 cores, the small one's ~4 s.

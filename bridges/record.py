@@ -6,7 +6,6 @@ update/parameter ratios can join it) and written as one line: readers see each s
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import warnings
@@ -14,26 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ntjax.core.logger import MetricLogger
+from ntjax.core.logger import strict_json
+from ntjax.core.runfolder import CONFIG_FILE
 
-CONFIG_FILE = "config.json"
-
-
-def jsonable(v: Any) -> Any:
-    """A hyperparameter as plain JSON: tuples become lists, tensors and numpy scalars become numbers."""
-    if isinstance(v, (str, bool, int)) or v is None:
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else str(v)
-    if isinstance(v, Mapping):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if hasattr(v, "item"):  # torch tensors, numpy scalars and one-element arrays
-        try:
-            return jsonable(v.item())
-        except (ValueError, RuntimeError):
-            pass
-    return str(v)
 
 
 def eval_names(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -48,7 +30,7 @@ class StepRecorder:
                  run_name: str | None = None):
         self.log_dir = Path(log_dir)
         self.logger = MetricLogger(self.log_dir, backends, config=config, run_name=run_name)
-        (self.log_dir / CONFIG_FILE).write_text(json.dumps(jsonable(config), indent=2) + "\n")
+        (self.log_dir / CONFIG_FILE).write_text(json.dumps(strict_json(config), indent=2) + "\n")
         self._pending: tuple[int, dict[str, float]] | None = None
         self._last_time: float | None = None
 

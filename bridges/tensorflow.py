@@ -27,7 +27,8 @@ from typing import Any, Mapping, Sequence
 import jax
 
 from ntjax.bridges import stats
-from ntjax.bridges.record import StepRecorder, jsonable, warn_nonfinite
+from ntjax.bridges.record import StepRecorder, warn_nonfinite
+from ntjax.core.logger import strict_json
 
 MAX_SUMMARY_LAYERS = 200
 
@@ -66,7 +67,7 @@ def describe(model: Any = None, optimizer: Any = None) -> dict[str, Any]:
     config: dict[str, Any] = {"framework": "tensorflow", "tensorflow_version": tf.__version__}
     if optimizer is not None:
         cfg = optimizer.get_config() if hasattr(optimizer, "get_config") else {}
-        config["optimizer"] = {"class": type(optimizer).__name__, "param_groups": [jsonable(cfg)]}
+        config["optimizer"] = {"class": type(optimizer).__name__, "param_groups": [strict_json(cfg)]}
     if model is not None:
         layers = [{"name": layer.name, "class": type(layer).__name__, "parameters": int(layer.count_params())}
                   for layer in getattr(model, "layers", [])[:MAX_SUMMARY_LAYERS] if layer.built]

@@ -242,6 +242,7 @@ def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: I
     `recommended`, both `suggestions`, `stop_reason`, and the LR/loss curve (plotted to `plot` if given).
     """
     from ntjax.diagnostics import lr_range as lrf
+    from ntjax.viz.lr_range import plot_range_test
     model_state = copy.deepcopy(model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     source = iter(batches)
@@ -269,7 +270,7 @@ def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: I
         optimizer.load_state_dict(optimizer_state)
     suggestion = lrf.suggest(test)
     if plot is not None:
-        lrf.plot_range_test(test, suggestion, plot, title=f"LR range test: {type(model).__name__}")
+        plot_range_test(test, suggestion, plot, title=f"LR range test: {type(model).__name__}")
     return lrf.to_dict(test, suggestion)
 
 
@@ -306,6 +307,7 @@ def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, l
     import itertools
 
     from ntjax.diagnostics import lr_range as rt
+    from ntjax.viz.lr_range import plot_range_test
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(optimizer.state_dict())
     saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
@@ -337,5 +339,5 @@ def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, l
     suggestion = rt.suggest(test)
     out = rt.to_dict(test, suggestion)
     if plot is not None:
-        out["plot"] = str(rt.plot_range_test(test, suggestion, plot, title="LR range test (PyTorch)"))
+        out["plot"] = str(plot_range_test(test, suggestion, plot, title="LR range test (PyTorch)"))
     return out

@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 
 from ntjax.core import config as C
-from ntjax.evaluation import forgetting, load_checkpoint
+from ntjax.core.runfolder import load_checkpoint
+from ntjax.evaluation import forgetting
 from ntjax.trainer import train
 
 MODULES = ("argparse", "collections", "json", "os", "re", "textwrap", "string", "itertools", "functools",

@@ -42,25 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _strict(o: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays unwrapped, non-finite floats as the metrics contract's
-    strings (`ntjax.core.logger.json_value`)."""
-    from ntjax.core.logger import json_value
-
-    if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):  # numpy scalars and arrays
-        o = o.tolist()
-    if isinstance(o, dict):
-        return {str(k): _strict(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_strict(v) for v in o]
-    if isinstance(o, float):
-        return json_value(o)
-    return o
-
-
 def dumps(data: dict[str, Any]) -> str:
     """The JSON text `--json` prints: strict (no NaN tokens), numpy values converted."""
-    return json.dumps(_strict(data), allow_nan=False, default=str)
+    from ntjax.core.logger import strict_json
+
+    return json.dumps(strict_json(data), allow_nan=False, default=str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,29 +16,23 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
-import optax
 
 from ntjax.core import config as config_lib
+from ntjax.core import runfolder
 from ntjax.core.checkpoint import Checkpoints
 from ntjax.core.config import TrainConfig
-from ntjax.diagnostics.tree_stats import named_leaves
-from ntjax.errors import NtjaxError
-from ntjax.core.logger import MetricLogger, check_writable, truncate_after
-from ntjax.core.optimizer import make_optimizer
-from ntjax.core.runfolder import optimizer_evidence, read_config, write_config
-from ntjax.core.schedules import make_schedule
-from ntjax.core.sharding import abstract, for_run, place, place_batch, start_distributed
-from ntjax.core.step import TrainState, gradient_parts, init_state, make_eval_step, make_train_step
-from ntjax.core.task import Task, build_task
 from ntjax.core.flops import device_peak_flops, flops_per_token
-from ntjax.core.guards import spike_guard
+from ntjax.core.host_metrics import device_memory_mb, host_rss_mb, speed_metrics
+from ntjax.core.logger import MetricLogger, check_writable, truncate_after
+from ntjax.core.sharding import abstract, for_run, place, place_batch, start_distributed
+from ntjax.core.state import build_state, evaluate
+from ntjax.core.step import TrainState, gradient_parts, make_eval_step, make_train_step
+from ntjax.diagnostics.instability import decide
 from ntjax.diagnostics.nan_locate import localise_nonfinite
+from ntjax.diagnostics.tree_stats import named_leaves
 from ntjax.diagnostics.watch import Event, NoiseScale, Watch
-
-
-EVENTS_FILE = "events.jsonl"
-# Roll back when the spike guard fires this many times within this many steps (one skip is noise).
-ROLLBACK_SKIPS, ROLLBACK_WINDOW = 3, 20
+from ntjax.errors import NtjaxError
+from ntjax.viz.progress import ProgressBar
 
 
 @dataclasses.dataclass
@@ -67,55 +60,13 @@ class TrainResult:
     resumed_from: int | None
 
 
-def build_state(cfg: TrainConfig, lr_factor: float = 1.0) -> tuple[Task, Any, TrainState, Callable]:
-    """The task, the model's graph, a fresh TrainState and a `make_tx(lr_factor)` for this config."""
-    from flax import nnx
-
-    task = build_task(cfg)
-    trainable: Any = nnx.Param
-    if cfg.init_from:  # fine-tuning: load the weights, optionally wrap LoRA adapters and train only those
-        from ntjax.core.lora import prepare_finetune
-        task.model, trainable = prepare_finetune(cfg, task.model)
-    params = nnx.state(task.model, trainable)
-
-    def make_tx(factor: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
-        base = make_schedule(cfg.schedule, cfg.lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
-                             cfg.decay_fraction)
-        tx = make_optimizer(cfg, base, params)
-        if cfg.on_instability != "stop":
-            tx = spike_guard(tx, cfg.spike_window, cfg.spike_threshold)
-        return tx, base
-
-    tx, _ = make_tx(lr_factor)
-    graphdef, state = init_state(task.model, tx, trainable)
-    return task, graphdef, state, make_tx
-
-
-def evaluate(eval_step: Callable, state: TrainState, batches: list) -> dict[str, float]:
-    """Mean loss and accuracy over the fixed eval batches, and the perplexity exp(loss)."""
-    outs = [eval_step(state, b) for b in batches]
-    loss = float(np.mean([float(o["loss"]) for o in outs]))
-    acc = float(np.mean([float(o["accuracy"]) for o in outs]))
-    return {"eval/loss": loss, "eval/ppl": math.exp(min(loss, 50.0)), "eval/accuracy": acc}
-
-
-def host_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def device_memory_mb() -> float | None:
-    stats = jax.local_devices()[0].memory_stats() or {}
-    return stats["bytes_in_use"] / 2**20 if "bytes_in_use" in stats else None
-
-
 def _fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
     host = jax.device_get(metrics)
     return {k: float(v) for k, v in host.items()}
 
 
 def _check_resume(out_dir: Path, cfg: TrainConfig) -> None:
-    saved = read_config(out_dir)
+    saved = runfolder.read_config(out_dir)
     if saved.model != cfg.model or saved.spec != cfg.spec:
         raise NtjaxError(f"{out_dir} holds a run of a different model ({saved.preset}); resume it with the same "
                          "model, or choose another --out")
@@ -127,13 +78,15 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None,
                  progress: bool = True, callback: Callable | None = None, console: Any = None):
         self.out = Path(out_dir)
-        checkpoint_dir = self.out / "checkpoints"  # shared: every process writes its own shards
+        checkpoint_dir = self.out / runfolder.CHECKPOINTS_DIR  # shared: every process writes its own shards
         if cfg.mesh and start_distributed() and jax.process_index() > 0:
             self.out = self.out / f"process_{jax.process_index()}"  # one writer per log; process 0 has the run's
         check_writable(self.out)
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
-        self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg)
+        resuming = Checkpoints.has_any(checkpoint_dir)
+        base = runfolder.load_base_params(self.cfg) if self.cfg.init_from and not resuming else None
+        self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg, base_params=base)
         self.sharding = None
         if self.cfg.mesh:  # data parallel / FSDP: lay the state out over the devices
             self.sharding = for_run(self.cfg.mesh, self.cfg.batch_size, self.cfg.micro_batch_size, self.state)
@@ -152,27 +105,27 @@ class Trainer:
         self._skips: list[int] = []
         dev = jax.local_devices()[0]
         peak = device_peak_flops(dev.device_kind, dev.platform)
-        self._flops_per_s_peak = peak * jax.device_count() if peak and self.task.tokens_per_step else None
+        self._flops_per_s_peak = peak * jax.device_count() if peak else None
         m = self.cfg.model
         self._flops_per_token = flops_per_token(m.n_params(embedding=False), m.n_layers, m.seq_len, m.d_model)
         self._nan_located = False
         n = int(sum(x.size for x in jax.tree.leaves(self.state.params)))
-        write_config(self.out, self.cfg, {
+        runfolder.write_config(self.out, self.cfg, {
             "model": {"class": type(self.task.model).__name__, "n_params": n,
                       "n_params_non_embedding": self.cfg.model.n_params(embedding=False),
                       "config": dataclasses.asdict(self.cfg.model)},
-            "optimizer": optimizer_evidence(self.cfg), "data": self.task.data_info,
+            "optimizer": runfolder.optimizer_evidence(self.cfg), "data": self.task.data_info,
             "accum_steps": self.cfg.accum_steps})
 
     def _maybe_resume(self) -> int | None:
         step = self.ckpts.latest_step()
         if step is None:  # a run killed before its first checkpoint starts over: drop its old lines
-            truncate_after(self.out / "metrics.jsonl", 0)
+            truncate_after(self.out / runfolder.METRICS_FILE, 0)
             return None
         _check_resume(self.out, self.cfg)
         state, meta = self.ckpts.restore(step, abstract(self.state))
         self.state, self.meta = state, {**self.meta, **meta}
-        truncate_after(self.out / "metrics.jsonl", step)
+        truncate_after(self.out / runfolder.METRICS_FILE, step)
         return step
 
     def _compile(self, lr_factor: float) -> None:
@@ -205,17 +158,12 @@ class Trainer:
         if self._records:  # the first step after (re)start includes compilation
             self._train_seconds += seconds
         self._records += 1
-        cfg = self.cfg
-        if seconds > 0:
-            m["train/throughput"] = cfg.batch_size / seconds
-            if self.task.tokens_per_step:
-                m["train/tokens_per_s"] = self.task.tokens_per_step / seconds
+        m.update(speed_metrics(seconds, self.cfg.batch_size, self.task.tokens_per_step, self._flops_per_token,
+                               self._flops_per_s_peak))
         m["train/host_rss_mb"] = host_rss_mb()
         dev = device_memory_mb()
         if dev is not None:
             m["train/device_mem_mb"] = dev
-        if self._flops_per_s_peak and "train/tokens_per_s" in m:
-            m["train/mfu"] = m["train/tokens_per_s"] * self._flops_per_token / self._flops_per_s_peak
         if self.noise is not None and "gns/small_sq" in m:
             m["train/gns_b_simple"] = self.noise.update(m.pop("gns/small_sq"), m.pop("gns/big_sq"))
         m["train/nonfinite"] = float(m["train/nonfinite"])
@@ -241,7 +189,7 @@ class Trainer:
         diverged = False
         if cfg.on_instability == "rollback" and self.ckpts.latest_step() is None:
             self.ckpts.save(start, self.state, self.meta)  # something to roll back to
-        bar = _Progress(self.progress, cfg.steps, start, self.console)
+        bar = ProgressBar(self.progress, cfg.steps, start, self.console)
         pending: _Pending | None = None
         try:
             i = start
@@ -287,23 +235,17 @@ class Trainer:
 
     def _judge(self, item: "_Pending", m: dict[str, float]) -> str:
         """What to do after a step: continue, stop, or roll back (per `on_instability`)."""
-        policy = self.cfg.on_instability
-        if m["train/nonfinite"]:
-            if not self._nan_located:
-                self._nan_located = True
-                where = localise_nonfinite(self.probe_step, item.state_before,
-                                           self._on_mesh(self.task.train_batch(item.index)))
-                self._event(item.step, "nan_origin", f"first non-finite value at step {item.step}: {where}")
-            if policy in ("stop", "rollback"):
-                return policy
+        nonfinite = bool(m["train/nonfinite"])
+        if nonfinite and not self._nan_located:
+            self._nan_located = True
+            where = localise_nonfinite(self.probe_step, item.state_before,
+                                       self._on_mesh(self.task.train_batch(item.index)))
+            self._event(item.step, "nan_origin", f"first non-finite value at step {item.step}: {where}")
         if m.get("train/skipped"):
             self._skips.append(item.step)
             self._event(item.step, "skip", f"spike guard skipped the update of step {item.step} "
                                            f"(loss {m['train/loss']:.4g}, grad norm {m['train/grad_norm']:.4g})")
-            recent = [s for s in self._skips if s > item.step - ROLLBACK_WINDOW]
-            if policy == "rollback" and len(recent) >= ROLLBACK_SKIPS:
-                return "rollback"
-        return "continue"
+        return decide(self.cfg.on_instability, item.step, nonfinite, self._skips)
 
     def _rollback(self, bad_step: int) -> int:
         """Restore the last good checkpoint, lower the LR, skip the data window that went wrong.
@@ -332,7 +274,7 @@ class Trainer:
         """Record an instability event: warn now, keep it for the report, append it to events.jsonl."""
         self._warn(message)
         self.watch.events.append(Event(step, kind, message))
-        with open(self.out / EVENTS_FILE, "a", encoding="utf-8") as f:
+        with open(self.out / runfolder.EVENTS_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "time": round(time.time(), 3), "kind": kind, "message": message}) + "\n")
 
     def _result(self, last: dict, diverged: bool, wall: float, start: int) -> TrainResult:
@@ -347,34 +289,6 @@ class Trainer:
                            tokens_per_s=tokens_per_s, wall_s=wall, resumed_from=self.resumed_from)
 
 
-class _Progress:
-    """A rich progress bar on stderr showing loss, LR, grad norm, throughput and ETA (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, start: int, console: Any):
-        self._bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                             TextColumn("{task.fields[info]}"), console=console or Console(stderr=True),
-                             transient=False)
-        self._task = self._bar.add_task("train", total=total, completed=start, info="")
-        self._bar.start()
-
-    def update(self, m: dict[str, float]) -> None:
-        if self._bar is None:
-            return
-        info = (f"loss {m.get('train/loss', math.nan):.4f}  lr {m.get('train/lr', math.nan):.2e}  "
-                f"gnorm {m.get('train/grad_norm', math.nan):.3f}  {m.get('train/tokens_per_s', 0):,.0f} tok/s")
-        self._bar.update(self._task, advance=1, info=info)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None, progress: bool = True,
           callback: Callable | None = None, console: Any = None, report: bool = True) -> TrainResult:
     """Train `cfg` into `out_dir` (resuming from its latest checkpoint), then write plots and report.md.
@@ -383,6 +297,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
     """
     result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console).run()
     if report:
-        from ntjax.viz.report import write_report
-        write_report(result)
+        write_run_report(result)
     return result
+
+
+def write_run_report(result: TrainResult) -> Path:
+    """Read the finished run back through the readers, analyse it once, and hand both to the renderers."""
+    from ntjax.diagnostics.detectors import analyse
+    from ntjax.readers import read_run
+    from ntjax.viz.report import write_report
+
+    out = Path(result.out_dir)
+    table = read_run(out / runfolder.METRICS_FILE)
+    return write_report(result, runfolder.read_config_dict(out) or {}, table, analyse(table))

@@ -1,7 +1,6 @@
 """`ntjax curves` end to end through the CLI entry point, on copies of the real fixture logs."""
 import json
 import tempfile
-import os
 import shutil
 from pathlib import Path
 

@@ -13,7 +13,8 @@ import pytest
 from ntjax.core import config as C
 from ntjax.core.checkpoint import Checkpoints
 from ntjax.cli import main
-from ntjax.evaluation import load_checkpoint, logged_evals, regressions
+from ntjax.core.runfolder import load_checkpoint
+from ntjax.evaluation import logged_evals, regressions
 from ntjax.trainer import train
 
 NTJAX = [sys.executable, "-m", "ntjax.cli"]

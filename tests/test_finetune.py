@@ -14,7 +14,7 @@ from flax import nnx
 from ntjax.core import config as C
 from ntjax.cli import main
 from ntjax.errors import NtjaxError
-from ntjax.evaluation import load_checkpoint
+from ntjax.core.runfolder import load_checkpoint
 from ntjax.core.lora import add_lora, fold_lora
 from ntjax.core.model import GPT
 from ntjax.trainer import train
@@ -112,3 +112,21 @@ def test_forgetting_report_has_real_numbers(runs, tuned, capsys):
     assert out["tuned"]["lora_rank"] == (4 if tuned == "lora" else 0)
     report = (runs / tuned / "forgetting_report.md").read_text()
     assert out["verdict"] in report and f"{orig['base_loss']:.4f}" in report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tuned", ["full", "lora"])
+def test_a_fine_tuned_run_evaluates_with_its_base_run_folder_gone(runs, tuned, capsys):
+    """The fine-tuned checkpoint holds every weight: loading it never reads --init-from's folder."""
+    moved = runs / "base-moved-away"
+    (runs / "base").rename(moved)
+    try:
+        assert json.loads((runs / tuned / "config.json").read_text())["train"]["init_from"] == str(runs / "base")
+        loaded = load_checkpoint(runs / tuned)
+        assert loaded.step == 60
+        capsys.readouterr()
+        assert main(["eval", str(runs / tuned), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["step"] == 60 and out["logged"]["eval/loss"] == pytest.approx(out["metrics"]["eval/loss"], abs=1e-5)
+    finally:
+        moved.rename(runs / "base")

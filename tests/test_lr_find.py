@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ntjax.diagnostics import lr_range as L
+from ntjax.viz.lr_range import plot_range_test
 def _curve(lr: float) -> float:
     """Falls steepest at 1e-3 (a logistic in log10 LR), flat until 0.3, then blows up."""
     x = math.log10(lr)
@@ -58,7 +59,7 @@ def test_suggestions_on_a_known_curve():
 
 def test_plot_marks_both_suggestions(tmp_path):
     test = L.run_range_test(lambda i, lr: _curve(lr), L.exponential_lrs(1e-6, 10, 100))
-    path = L.plot_range_test(test, L.suggest(test), tmp_path / "p.png")
+    path = plot_range_test(test, L.suggest(test), tmp_path / "p.png")
     assert path.stat().st_size > 10_000
 
 
@@ -75,7 +76,7 @@ def _tiny(**changes):
 @pytest.mark.slow
 def test_range_test_leaves_a_passed_in_state_bit_identical():
     from ntjax.commands.lr_find import range_test_from_state
-    from ntjax.trainer import build_state
+    from ntjax.core.state import build_state
 
     cfg = _tiny()
     task, graphdef, state, _ = build_state(cfg)

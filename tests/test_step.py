@@ -2,11 +2,10 @@
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from ntjax.core import config as C
 from ntjax.core.data import make_data
-from ntjax.trainer import build_state
+from ntjax.core.state import build_state
 from ntjax.core.step import make_bare_train_step, make_train_step
 
 

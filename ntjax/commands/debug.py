@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
 from ntjax.errors import NtjaxError
+from ntjax.core import runfolder as rf
 
 FIX_MAX_STEPS = 1500  # the verification run is short: the first steps already tell a fixed LR from a bad one
 
@@ -42,7 +43,7 @@ def apply_fix(run_dir: Path, hypothesis, before_table) -> dict:
     from ntjax.core import config as config_lib
     from ntjax.readers import read_run
     from ntjax.trainer import train
-    cfg_path = run_dir / "config.json"
+    cfg_path = run_dir / rf.CONFIG_FILE
     if not cfg_path.exists():
         raise NtjaxError(f"--fix needs an ntjax run folder with config.json; {run_dir} has none")
     cfg = config_lib.load(cfg_path)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ntjax.cli import Result, add_json_flag
+from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
 
-REPORT_FILE = "eval_report.md"
 FORGETTING_FILE = "forgetting_report.md"
 
 
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> Result:
 def run_eval(args: argparse.Namespace) -> Result:
     from ntjax import evaluation as ev
 
-    run_dir, _ = ev.locate_checkpoint(args.checkpoint)
-    run = ev.load_checkpoint(args.checkpoint, args.step, args.best)
+    run_dir, _ = runfolder.locate_checkpoint(args.checkpoint)
+    run = runfolder.load_checkpoint(args.checkpoint, args.step, args.best)
     data = ev.eval_data(run.cfg, args.data, args.batches)
     metrics = ev.evaluate_checkpoint(run, data)
     own_data = args.data is None and args.batches is None
@@ -95,8 +95,8 @@ def run_eval(args: argparse.Namespace) -> Result:
     folder.mkdir(parents=True, exist_ok=True)
     out["plots"] = []
     if out["comparison"] or out["baseline"]:
-        out["plots"].append(str(plot_comparison(out, folder / "plots" / "eval_compare.png")))
-    report = folder / REPORT_FILE
+        out["plots"].append(str(plot_comparison(out, folder / runfolder.PLOTS_DIR / "eval_compare.png")))
+    report = folder / runfolder.EVAL_REPORT_FILE
     report.write_text(render_report(out, folder))
     out["report"] = str(report)
     return Result(data=out, human=lambda: print(report.read_text()))
@@ -109,7 +109,7 @@ def compare_all(run_dir: Path, data, tolerance: float, own_data: bool) -> dict[s
 
     logged = ev.logged_evals(run_dir) if own_data else {}
     rows, step_fn = [], None
-    for ckpt in ev.iter_checkpoints(run_dir, ev.checkpoint_steps(run_dir)):
+    for ckpt in runfolder.iter_checkpoints(run_dir, runfolder.checkpoint_steps(run_dir)):
         step_fn = step_fn or make_eval_step(ckpt.graphdef, data.loss_fn)  # one compile for all checkpoints
         rows.append({"step": ckpt.step, "metrics": ev.evaluate_checkpoint(ckpt, data, step_fn),
                      "logged_loss": logged.get(ckpt.step, {}).get("eval/loss")})
@@ -122,7 +122,7 @@ def baseline_result(path: str, run, data_path: str | None, n_batches: int | None
     """The baseline evaluated on the candidate's data (its windows, cut to the baseline's context length)."""
     from ntjax import evaluation as ev
 
-    base = ev.load_checkpoint(path)
+    base = runfolder.load_checkpoint(path)
     if base.cfg.spec or run.cfg.spec:
         if base.cfg.spec != run.cfg.spec:
             raise NtjaxError("a spec run can only be compared with a run of the same spec")
@@ -226,10 +226,10 @@ def run_forgetting(args: argparse.Namespace) -> Result:
     from ntjax import evaluation as ev
 
     base_path, tuned_path = args.forgetting
-    base, tuned = ev.load_checkpoint(base_path), ev.load_checkpoint(tuned_path)
+    base, tuned = runfolder.load_checkpoint(base_path), runfolder.load_checkpoint(tuned_path)
     out = {"base_checkpoint": base_path, "tuned_checkpoint": tuned_path,
            **ev.forgetting(base, tuned, args.data, args.batches)}
-    folder = Path(args.out) if args.out else ev.locate_checkpoint(tuned_path)[0]
+    folder = Path(args.out) if args.out else runfolder.locate_checkpoint(tuned_path)[0]
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / FORGETTING_FILE
     report.write_text(render_forgetting(out))
@@ -271,7 +271,7 @@ def render_forgetting(out: dict[str, Any]) -> str:
 
 
 def run_torch(args: argparse.Namespace) -> Result:
-    from ntjax.evaluation import evaluate_state_dict
+    from ntjax.bridges.torch_eval import evaluate_state_dict
 
     if not args.data:
         raise NtjaxError("--torch-model needs --data FILE (the text to evaluate the PyTorch model on)")
@@ -286,7 +286,7 @@ def run_torch(args: argparse.Namespace) -> Result:
                                f"token accuracy {metrics['eval/accuracy']:.1%})")
     folder = Path(args.out) if args.out else Path(args.checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
-    report = folder / REPORT_FILE
+    report = folder / runfolder.EVAL_REPORT_FILE
     report.write_text(render_report(out, folder))
     out["report"] = str(report)
     return Result(data=out, human=lambda: print(report.read_text()))

@@ -83,7 +83,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
         start = int(loaded.meta.get("data_offset", 0)) + loaded.step
         return (loaded.cfg, loaded.graphdef, loaded.state, build_task(loaded.cfg), start,
                 f"{args.run_dir} at step {loaded.step}")
-    from ntjax.trainer import build_state
+    from ntjax.core.state import build_state
 
     cfg = config_lib.preset(args.preset or "default")
     if args.spec:
@@ -96,6 +96,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
 def run(args: argparse.Namespace) -> Result:
 
     from ntjax.diagnostics import lr_range as lr_find
+    from ntjax.viz.lr_range import plot_range_test
     from ntjax.cli import dumps
     from ntjax.errors import NtjaxError
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> Result:
     except ValueError as e:
         raise NtjaxError(str(e)) from None
     out = Path(args.out or "runs/lr-find")
-    plot = lr_find.plot_range_test(test, sug, out / "lr_find.png", title=f"LR range test: {source}")
+    plot = plot_range_test(test, sug, out / "lr_find.png", title=f"LR range test: {source}")
     data = {"source": source, "optimizer": cfg.optimizer, "configured_lr": cfg.lr, **lr_find.to_dict(test, sug),
             "plot": str(plot)}
     (out / "lr_find.json").write_text(dumps(data) + "\n")

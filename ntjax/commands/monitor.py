@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
+from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
 
 
@@ -39,7 +40,8 @@ def _frame(follower):
 
     follower.poll()
     table = follower.table()
-    return table, run_status(table, follower.path)
+    return table, run_status(table, runfolder.planned_steps(follower.path),
+                             runfolder.report_is_current(follower.path))
 
 
 def _fancy(args: argparse.Namespace) -> bool:

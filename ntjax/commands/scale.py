@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
 from ntjax.errors import NtjaxError
+from ntjax.core import runfolder as rf
 
 
 def _floats(text: str) -> list[float]:
@@ -78,6 +79,7 @@ def _no_subcommand(args: argparse.Namespace) -> Result:
 
 def run_fit(args: argparse.Namespace) -> Result:
     from ntjax.scaling import analysis
+    from ntjax.scaling.plots import plot_analysis
     from ntjax.scaling.points import drop_highest_loss, read_points
 
     points = drop_highest_loss(read_points(args.csv), args.drop_highest)
@@ -87,8 +89,10 @@ def run_fit(args: argparse.Namespace) -> Result:
         raise NtjaxError("--bootstrap must be ≥ 0 and --delta positive")
     from ntjax.viz.plots import plot_location
     plot = None if args.no_plot else (args.plot or str(plot_location(args.csv, "scaling.png")))
-    data = analysis.analyse(points, budgets=args.budget, n_boot=args.bootstrap, seed=args.seed,
-                            unique_tokens=args.unique_tokens, plot_path=plot, delta=args.delta)
+    data, samples = analysis.analyse(points, budgets=args.budget, n_boot=args.bootstrap, seed=args.seed,
+                                     unique_tokens=args.unique_tokens, delta=args.delta)
+    if plot is not None:
+        data["plots"].append(str(plot_analysis(points, data, samples, plot)))
     data["source"] = str(args.csv)
     data["dropped_highest"] = args.drop_highest
     return Result(data, analysis.summary(data))
@@ -104,6 +108,7 @@ def run_study(args: argparse.Namespace) -> Result:
 
     from ntjax.core.config import preset
     from ntjax.scaling import analysis, study
+    from ntjax.scaling.plots import plot_analysis
     from ntjax.scaling.points import from_arrays
 
     base = preset(args.preset)
@@ -132,8 +137,8 @@ def run_study(args: argparse.Namespace) -> Result:
         pts = from_arrays([r["N"] for r in good], [r["loss"] for r in good], n_tokens=[r["D"] for r in good],
                           columns={"n": "N", "d": "D", "loss": "loss"})
         budgets = args.budget or [max(r["flops"] for r in good) * 10]
-        data["fit"] = analysis.analyse(pts, budgets=budgets, n_boot=args.bootstrap,
-                                       plot_path=out / "plots" / "scaling.png")
+        data["fit"], samples = analysis.analyse(pts, budgets=budgets, n_boot=args.bootstrap)
+        data["fit"]["plots"].append(str(plot_analysis(pts, data["fit"], samples, out / rf.PLOTS_DIR / "scaling.png")))
         human = analysis.summary(data["fit"])
     else:
         data["fit"] = None

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
+from ntjax.core import runfolder as rf
 
 DEFAULT_MAX_RUNS = 8
 
@@ -114,7 +115,7 @@ def init_loss(base_cfg) -> float:
     """The eval loss of the model at initialisation (L0 of the LR sensitivity)."""
     from ntjax.core import config as config_lib
     from ntjax.core.step import make_eval_step
-    from ntjax.trainer import build_state, evaluate
+    from ntjax.core.state import build_state, evaluate
 
     cfg = config_lib.resolve(base_cfg)
     task, graphdef, state, _ = build_state(cfg)
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> Result:
                  "lost_trials": lost, "wall_s": time.time() - started})
     if args.sensitivity:
         data["sensitivity"] = sensitivity_of(study, recipe)
-    data["plots"] = results.write_plots(study, data, out / "plots")
+    data["plots"] = results.write_plots(study, data, out / rf.PLOTS_DIR)
     from ntjax.cli import dumps
     (out / "sweep.json").write_text(dumps(data) + "\n")
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
+from ntjax.core import runfolder as rf
 
 # CLI flag -> TrainConfig field, for the flags that override a config field one to one.
 OVERRIDES = {"steps": "steps", "lr": "lr", "batch_size": "batch_size", "micro_batch_size": "micro_batch_size",
@@ -63,7 +64,7 @@ def build_config(args: argparse.Namespace):
     from ntjax.core.runfolder import CONFIG_FILE, read_config
 
     out = Path(args.out or f"runs/{args.preset or 'default'}")
-    resuming = (out / CONFIG_FILE).exists() and (out / "checkpoints").is_dir()
+    resuming = (out / CONFIG_FILE).exists() and (out / rf.CHECKPOINTS_DIR).is_dir()
     cfg = read_config(out) if resuming else config_lib.preset(args.preset or "default")
     if resuming and args.preset and args.preset != cfg.preset:
         from ntjax.errors import NtjaxError
@@ -120,13 +121,13 @@ def run(args: argparse.Namespace) -> Result:
         if answer not in ("", "y", "yes"):
             raise NtjaxError("cancelled at the confirmation prompt (pass --yes to skip it)")
     result = train(cfg, out, progress=not (args.no_progress or args.json), console=console)
-    report = out / "report.md"
+    report = out / rf.REPORT_FILE
     data = {"out_dir": str(out), "resumed_from": result.resumed_from, "final_step": result.final_step,
             "final_train_loss": result.final_train_loss, "best_eval_loss": result.best_eval_loss,
             "best_eval_step": result.best_eval_step, "diverged": result.diverged,
             "tokens_per_s": result.tokens_per_s, "wall_s": result.wall_s, "events": result.events,
-            "eval_history": result.eval_history, "report": str(report), "metrics": str(out / "metrics.jsonl"),
-            "plots": sorted(str(p) for p in (out / "plots").glob("*.png"))}
+            "eval_history": result.eval_history, "report": str(report), "metrics": str(out / rf.METRICS_FILE),
+            "plots": sorted(str(p) for p in (out / rf.PLOTS_DIR).glob("*.png"))}
 
     def human() -> None:
         print(report.read_text() if report.exists() else data)

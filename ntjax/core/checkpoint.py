@@ -40,6 +40,12 @@ class Checkpoints:
         )
         self._mgr = ocp.CheckpointManager(self.directory, options=options)
 
+    @staticmethod
+    def has_any(directory: str | Path) -> bool:
+        """Whether `directory` holds a finished checkpoint (orbax names each one by its step number)."""
+        d = Path(directory)
+        return d.is_dir() and any(p.is_dir() and p.name.isdigit() for p in d.iterdir())
+
     def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
         """Save asynchronously (the next steps run while it writes); `wait()` before reading it back."""
         self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from ntjax.errors import NtjaxError
+from ntjax.core.runfolder import METRICS_FILE
 
 BACKENDS = ("jsonl", "csv", "tensorboard", "wandb")
-METRICS_FILE = "metrics.jsonl"
 
 
 def json_value(v: Any) -> Any:
@@ -37,6 +37,23 @@ def json_value(v: Any) -> Any:
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
     return f
+
+
+def strict_json(o: Any) -> Any:
+    """Any value as plain strict JSON, the one sanitiser for everything ntjax writes or prints: mappings
+    and sequences recursively, numpy/torch scalars and arrays unwrapped (`tolist`), non-finite floats as
+    the metrics contract's strings, anything else as its text."""
+    if isinstance(o, (str, bool)) or o is None:
+        return o
+    if hasattr(o, "tolist") and not isinstance(o, (bytes, bytearray)):  # numpy and torch scalars/arrays
+        o = o.tolist()
+    if isinstance(o, Mapping):
+        return {str(k): strict_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [strict_json(v) for v in o]
+    if isinstance(o, (int, float)):
+        return json_value(o)
+    return str(o)
 
 
 def metrics_line(step: int, metrics: Mapping[str, Any], wall_time: float | None = None) -> str:

@@ -1,19 +1,18 @@
-"""Fine-tuning: start a fresh model from a trained run's weights and, optionally, train only LoRA adapters.
+"""LoRA adapters for fine-tuning: wrap, select and fold them back.
 
-`prepare_finetune(cfg, model)` is what `build_state` calls when `cfg.init_from` is set. With
-`cfg.lora_rank > 0` the targeted `nnx.Linear` layers become `nnx.LoRALinear` (Flax NNX's LoRA: the frozen
-kernel plus a trainable low-rank product A·B with B initialised to zero, Hu et al. 2021), so the model
-starts exactly equal to the base and only the `nnx.LoRAParam` leaves are trained. `nnx.LoRALinear` keeps
+`core.state.build_state` wraps the layers when `cfg.init_from` is set and `cfg.lora_rank > 0`
+(`core.runfolder.load_base_params` supplies the base weights). The targeted `nnx.Linear` layers become
+`nnx.LoRALinear` (Flax NNX's LoRA: the frozen kernel plus a trainable low-rank product A·B with B
+initialised to zero, Hu et al. 2021), so the model starts exactly equal to the base and only the `nnx.LoRAParam` leaves are trained. `nnx.LoRALinear` keeps
 the `kernel`/`bias` paths of `nnx.Linear`, so per-layer metrics keep their names.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import jax.numpy as jnp
 from flax import nnx
 
-from ntjax.core.config import TrainConfig
 from ntjax.errors import NtjaxError
 
 # What `--lora-targets` names in the default GPT (ntjax/core/model.py): a target matches every Linear layer
@@ -102,30 +101,3 @@ def fold_lora(model: nnx.Module) -> int:
             plain.bias.set_value(lora.bias[...])
         _set_child(model, path, plain)
     return len(paths)
-
-
-def load_pretrained(cfg: TrainConfig, model: nnx.Module) -> int:
-    """Copy the weights of `cfg.init_from` (a run folder: its latest checkpoint; or RUN/checkpoints/STEP)
-    into `model`, which must be the same architecture. Returns the step loaded."""
-    from ntjax.evaluation import locate_checkpoint
-    from ntjax.core.runfolder import load_run
-
-    run_dir, step = locate_checkpoint(cfg.init_from)
-    base = load_run(run_dir, step)
-    if base.cfg.model != cfg.model or base.cfg.spec != cfg.spec:
-        raise NtjaxError(f"--init-from {cfg.init_from} holds a different model ({base.cfg.preset}: "
-                         f"{base.cfg.model}); fine-tune with the same preset/model settings")
-    base_model = nnx.merge(base.graphdef, base.state.params, base.state.frozen)
-    fold_lora(base_model)
-    nnx.update(model, nnx.state(base_model, nnx.Param))
-    return base.step
-
-
-def prepare_finetune(cfg: TrainConfig, model: nnx.Module) -> tuple[nnx.Module, Any]:
-    """Load `cfg.init_from`'s weights into `model`; with `cfg.lora_rank > 0` wrap the `cfg.lora_targets`
-    layers in LoRA. Returns the model and the filter of what to train (`nnx.LoRAParam` or `nnx.Param`)."""
-    load_pretrained(cfg, model)
-    if cfg.lora_rank <= 0:
-        return model, nnx.Param
-    add_lora(model, cfg.lora_rank, cfg.lora_targets or DEFAULT_TARGETS, seed=cfg.seed)
-    return model, nnx.LoRAParam

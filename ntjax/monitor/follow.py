@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -17,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ntjax.diagnostics.runtable import RunTable, make_series, normalise_name
+from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, pick_key
+from ntjax.readers.jsonl import parse_lines
+from ntjax.core import runfolder as rf
 
-STEP_COLUMNS = ("step", "global_step", "iteration", "iter", "trainer/global_step")
-TIME_COLUMNS = ("time", "wall_time", "timestamp", "_timestamp")
 
 
 def _number(value) -> float | None:
@@ -64,11 +64,11 @@ class Follower:
     def _choose(self) -> tuple[str, Path]:
         p = self.path
         if p.is_dir():
-            for name, kind in (("metrics.jsonl", "jsonl"), ("metrics.csv", "csv")):
+            for name, kind in ((rf.METRICS_FILE, "jsonl"), ("metrics.csv", "csv")):
                 if (p / name).exists():
                     return kind, p / name
             from ntjax.readers.detect import find_runs
-            return ("reread", p) if find_runs(str(p)) else ("jsonl", p / "metrics.jsonl")  # not written yet
+            return ("reread", p) if find_runs(str(p)) else ("jsonl", p / rf.METRICS_FILE)  # not written yet
         if p.suffix == ".jsonl":
             return "jsonl", p
         if p.suffix == ".csv":
@@ -109,19 +109,22 @@ class Follower:
         data = self._partial + chunk
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        lines = data[:cut].decode("utf-8", errors="replace").splitlines()
-        return self._jsonl(lines) if self.kind == "jsonl" else self._csv(lines)
+        if self.kind == "jsonl":
+            return self._jsonl(data[:cut])
+        return self._csv(data[:cut].decode("utf-8", errors="replace").splitlines())
 
-    def _jsonl(self, lines: list[str]) -> int:
+    def _jsonl(self, data: bytes) -> int:
+        """New complete lines, parsed by the readers' own JSONL parser with the same step and time keys."""
+        rows, _ = parse_lines(data)
         n = 0
-        for line in lines:
-            try:
-                rec = json.loads(line)
-                step = float(rec["step"])
-            except (ValueError, KeyError, TypeError):
+        for rec in rows:
+            step_key = pick_key(rec, STEP_KEYS)
+            step = _number(rec.get(step_key)) if step_key else None
+            if step is None:
                 continue
-            wall = _number(rec.get("time"))
-            values = {k: x for k, v in rec.items() if k not in ("step", "time") and (x := _number(v)) is not None}
+            time_key = pick_key(rec, TIME_KEYS)
+            wall = _number(rec.get(time_key)) if time_key else None
+            values = {k: x for k, v in rec.items() if k not in (step_key, time_key) and (x := _number(v)) is not None}
             self._columns.add(step, math.nan if wall is None else wall, values)
             n += 1
         return n
@@ -135,8 +138,8 @@ class Follower:
                 self._header = [c.strip() for c in row]  # the first row, or a repeated (widened) header
                 continue
             cells = dict(zip(self._header, row))
-            step_key = next((c for c in STEP_COLUMNS if c in cells), None)
-            time_key = next((c for c in TIME_COLUMNS if c in cells), None)
+            step_key = pick_key(cells, STEP_KEYS)
+            time_key = pick_key(cells, TIME_KEYS)
             step = _number(cells.get(step_key)) if step_key else float(self._row)
             self._row += 1
             if step is None:

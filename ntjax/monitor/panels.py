@@ -6,10 +6,8 @@ its loss / LR / grad-norm curves, as plain text, as plotext charts, or as a rich
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,24 +38,6 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def total_steps(path: str | Path) -> int | None:
-    """The planned number of steps from an ntjax run's config.json (next to the log), if there is one."""
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    try:
-        return int(json.loads((folder / "config.json").read_text())["train"]["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def finished(path: str | Path) -> bool:
-    """An ntjax run is done when its report.md is at least as new as its metrics.jsonl."""
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    report, log = folder / "report.md", folder / "metrics.jsonl"
-    return report.exists() and log.exists() and report.stat().st_mtime >= log.stat().st_mtime
 
 
 def _last(table: RunTable, name: str) -> float | None:
@@ -100,12 +80,12 @@ def active_warnings(table: RunTable) -> list[str]:
     return out
 
 
-def run_status(table: RunTable, path: str | Path, now: float | None = None) -> Status:
-    """The status panel's numbers for a run read so far."""
+def run_status(table: RunTable, total: int | None = None, finished: bool = False, now: float | None = None) -> Status:
+    """The status panel's numbers for a run read so far (`total`: the planned steps; `finished`: the run
+    has ended), computed from the table alone."""
     now = time.time() if now is None else now
     steps = [int(s.step[-1]) for s in table.series.values() if len(s)]
     step = max(steps) if steps else None
-    total = total_steps(path)
     rate = step_rate(table)
     eta = (total - step) / rate if (total and step is not None and rate) else None
     ev = table.get("eval/loss")
@@ -122,7 +102,7 @@ def run_status(table: RunTable, path: str | Path, now: float | None = None) -> S
                   latest={n: v for n in ("train/loss", "train/lr", "train/grad_norm")
                           if (v := _last(table, n)) is not None},
                   latest_eval=latest_eval, warnings=active_warnings(table),
-                  last_write_age_s=now - max(times) if times else None, finished=finished(path))
+                  last_write_age_s=now - max(times) if times else None, finished=finished)
 
 
 def _num(x: float | None, spec: str = ".4g") -> str:

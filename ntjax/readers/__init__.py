@@ -24,6 +24,7 @@ from ntjax.readers.text import read_text
 from ntjax.readers.tfevents import read_event_files
 from ntjax.readers.wandb_run import is_summary, read_history_jsonl, read_wandb_file
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.core import runfolder as rf
 
 __all__ = ["FORMATS", "ReadError", "read_run", "read_runs"]
 
@@ -105,7 +106,7 @@ def _read_found(root: str, run: Run) -> RunTable:
 
 def _attach_config(table: RunTable, folder: str) -> None:
     """A run folder's config (ntjax/bridges `config.json`, Lightning `hparams.yaml`) into meta."""
-    config_json = os.path.join(folder, "config.json")
+    config_json = os.path.join(folder, rf.CONFIG_FILE)
     if os.path.isfile(config_json) and "config" not in table.meta:
         try:
             with open(config_json, encoding="utf-8") as f:
@@ -209,7 +210,7 @@ def _read_json(source: str, data: bytes, name: str) -> RunTable:
         return read_trainer_state(source, doc)
     if is_summary(doc, name):
         return read_json_document(source, doc, fmt="wandb", meta={"summary": doc})
-    fmt = "wandb" if name == "wandb-history.jsonl" else "ntjax-jsonl" if name == "metrics.jsonl" else "jsonl"
+    fmt = "wandb" if name == "wandb-history.jsonl" else "ntjax-jsonl" if name == rf.METRICS_FILE else "jsonl"
     return read_json_document(source, doc, fmt=fmt)
 
 

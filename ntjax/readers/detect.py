@@ -11,6 +11,7 @@ import re
 from ntjax.readers.delimited import looks_delimited
 from ntjax.readers.tfevents import is_event_file
 from ntjax.readers.wandb_run import is_wandb_file
+from ntjax.core import runfolder as rf
 
 HEAD_BYTES = 65536  # enough of a file to tell its format
 MAX_CONTROL_FRACTION = 0.01  # more control bytes than this in the head: binary, not a text log
@@ -18,7 +19,7 @@ MAX_DEPTH = 6  # folder levels searched for runs
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
 LOG_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".log", ".txt", ".out")
 # Files beside logs that are not logs (configs, W&B bookkeeping, package metadata).
-NOT_LOGS = frozenset({"config.json", "wandb-metadata.json", "requirements.txt", "debug.log", "debug-internal.log",
+NOT_LOGS = frozenset({rf.CONFIG_FILE, "wandb-metadata.json", "requirements.txt", "debug.log", "debug-internal.log",
                       "package.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                       "generation_config.json", "vocab.json", "training_args.json"})
 WANDB_FILES = ("wandb-history.jsonl", "wandb-summary.json", "output.log")
@@ -80,8 +81,8 @@ def _checkpoint_number(name: str) -> int:
 def _run_here(folder: str, names: list[str], dirs: list[str]) -> Run | None:
     """The run a folder itself is, if any (its files decide)."""
     join = lambda *p: os.path.join(folder, *p)  # noqa: E731
-    if "metrics.jsonl" in names:
-        return Run("ntjax", folder, (join("metrics.jsonl"),))
+    if rf.METRICS_FILE in names:
+        return Run("ntjax", folder, (join(rf.METRICS_FILE),))
     wandb_bin = sorted(n for n in names if n.endswith(".wandb"))
     wandb_files = [join(n) for n in WANDB_FILES if n in names]
     if "files" in dirs:

@@ -1,7 +1,6 @@
 """Everything `ntjax scale fit` reports about a set of runs, as one JSON-ready dict."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,9 +24,10 @@ def _exponent_samples(samples_SxK: np.ndarray) -> np.ndarray:
 
 
 def analyse(points: ScalingPoints, *, budgets: Sequence[float] = (1e21,), n_boot: int = 1000, seed: int = 0,
-            unique_tokens: float | None = None, plot_path: str | Path | None = None,
-            delta: float = fit.HUBER_DELTA) -> dict:
-    """Fit L(N, D) with bootstrap CIs, the one-variable laws and Approaches 1/2, and compare allocations."""
+            unique_tokens: float | None = None, delta: float = fit.HUBER_DELTA) -> tuple[dict, np.ndarray]:
+    """Fit L(N, D) with bootstrap CIs, the one-variable laws and Approaches 1/2, and compare allocations.
+
+    Returns the JSON-ready result and the bootstrap parameter samples [S, 5] (for the plot's band)."""
     surface = fit.fit_loss_surface(points.n_params, points.n_tokens, points.loss, delta=delta)
     params = surface.params
     samples = (fit.bootstrap_surfaces(points.n_params, points.n_tokens, points.loss, n_boot=n_boot, seed=seed,
@@ -63,12 +63,7 @@ def analyse(points: ScalingPoints, *, budgets: Sequence[float] = (1e21,), n_boot
         "extrapolation": {budget_key(c): bool(c > points.flops.max()) for c in budgets},
         "plots": [],
     }
-    if plot_path is not None:
-        from ntjax.scaling.plots import plot_scaling
-        levels = tuple(m["flops"] for m in approaches.isoflop_minima(points))
-        result["plots"].append(str(plot_scaling(points, params, plot_path, samples_SxK=samples if len(samples) else None,
-                                                budgets=tuple(budgets), isoflop_levels=levels)))
-    return result
+    return result, samples
 
 
 def summary(result: dict) -> str:

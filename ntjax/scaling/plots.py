@@ -63,3 +63,13 @@ def plot_scaling(points: ScalingPoints, params: dict[str, float], path: str | Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
+
+
+def plot_analysis(points: ScalingPoints, result: dict, samples_SxK: np.ndarray, path: str | Path) -> Path:
+    """The scaling plot of an `analysis.analyse` result: the fit, its bootstrap band, the IsoFLOP minima."""
+    from ntjax.scaling import approaches
+
+    budgets = tuple(float(b) for b in result["comparison"])
+    levels = tuple(m["flops"] for m in approaches.isoflop_minima(points))
+    return plot_scaling(points, result["params"], path, samples_SxK=samples_SxK if len(samples_SxK) else None,
+                        budgets=budgets, isoflop_levels=levels)

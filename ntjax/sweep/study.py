@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ntjax.core import config as config_lib
 from ntjax.errors import NtjaxError
 from ntjax.sweep import space as space_lib
+from ntjax.core import runfolder as rf
 
 STRATEGIES = ("grid", "random", "bayes")
 PRUNERS = ("median", "hyperband", "none")
@@ -266,7 +267,7 @@ def _resume_from_lost(trial: optuna.Trial, out_dir: Path, run_dir: Path) -> None
     stays as it was) instead of from scratch."""
     lost = trial.user_attrs.get("retry_of")
     src = trial_dir(out_dir, int(lost)) if lost is not None else None
-    if src is not None and (src / "checkpoints").is_dir() and any((src / "checkpoints").iterdir()) \
+    if src is not None and (src / rf.CHECKPOINTS_DIR).is_dir() and any((src / rf.CHECKPOINTS_DIR).iterdir()) \
             and not run_dir.exists():
         shutil.copytree(src, run_dir)
 

@@ -14,6 +14,7 @@ import numpy as np
 from ntjax.diagnostics.detectors import smoothing as sm
 from ntjax.diagnostics.findings import Finding
 from ntjax.diagnostics.runtable import RunTable, Series
+from ntjax.core import runfolder as rf
 
 MAX_PLOTTED = 20_000  # points drawn per line; beyond that a min/max-preserving thinning keeps spikes visible
 LAYER_LINES = 12  # per-layer grad norms: the most extreme layers, or the legend is unreadable
@@ -27,8 +28,8 @@ def plot_location(source: str | os.PathLike, filename: str) -> Path:
     the temp folder, named after the source.
     """
     src = Path(source)
-    if src.is_dir() and (src / "metrics.jsonl").exists():
-        folder = src / "plots"
+    if src.is_dir() and (src / rf.METRICS_FILE).exists():
+        folder = src / rf.PLOTS_DIR
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):

@@ -1,12 +1,11 @@
 """The run's `report.md` and `plots/`: final numbers, best eval, throughput, anomalies, next steps."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-REPORT_FILE = "report.md"
+from ntjax.core.runfolder import PLOTS_DIR, REPORT_FILE
 
 
 def next_steps(result: Any, unigram: float | None) -> list[str]:
@@ -65,16 +64,12 @@ def render(result: Any, config: dict, plots: list[Path], analysis: Any = None) -
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: Any) -> Path:
-    """Draw the run's plots into `plots/` and write `report.md`; returns the report's path."""
-    from ntjax.diagnostics.detectors import analyse
+def write_report(result: Any, config: dict, table: Any, analysis: Any) -> Path:
+    """Draw the run's plots into `plots/` and write `report.md` from the analysis it is handed."""
     from ntjax.viz.plots import plot_training_report
-    from ntjax.readers import read_run
 
     out = Path(result.out_dir)
-    config = json.loads((out / "config.json").read_text())
-    table = read_run(out)
-    plots = plot_training_report(table, out / "plots")
+    plots = plot_training_report(table, out / PLOTS_DIR)
     path = out / REPORT_FILE
-    path.write_text(render(result, config, plots, analyse(table)))
+    path.write_text(render(result, config, plots, analysis))
     return path
