@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import TrainerCallback
 
-from ntjax.bridges.torch import TorchMonitor
+from ntjax.bridges.torch import BridgeHook, TorchMonitor
 
 
 def output_loss(output: Any) -> torch.Tensor | None:
@@ -29,8 +29,8 @@ class HFTrainerCallback(TrainerCallback):
     """Writes `metrics.jsonl` and `config.json` for a `transformers.Trainer` run (rank 0 only)."""
 
     def __init__(self, log_dir: str | os.PathLike | None = None, *, backends: str | Sequence[str] = ("jsonl",),
-                 sample_every: int = 50):
-        self.log_dir, self.backends, self.sample_every = log_dir, backends, sample_every
+                 sample_every: int = 50, resume: bool = False):
+        self.log_dir, self.backends, self.sample_every, self.resume = log_dir, backends, sample_every, resume
         self.monitor: TorchMonitor | None = None
         self._losses: list[torch.Tensor] = []
         self._loss_hook = None
@@ -40,9 +40,10 @@ class HFTrainerCallback(TrainerCallback):
         if not state.is_world_process_zero or model is None or optimizer is None:
             return
         self._clipping = bool(args.max_grad_norm and args.max_grad_norm > 0)
+        resume = self.resume or bool(getattr(args, "resume_from_checkpoint", None))
         self.monitor = TorchMonitor(model, optimizer, self.log_dir or args.output_dir, backends=self.backends,
-                                    sample_every=self.sample_every)
-        self._loss_hook = model.register_forward_hook(self._keep_loss)
+                                    sample_every=self.sample_every, resume=resume)
+        self._loss_hook = model.register_forward_hook(BridgeHook(self._keep_loss))  # pickles as a no-op
 
     def _keep_loss(self, module, args, output) -> None:
         loss = output_loss(output)

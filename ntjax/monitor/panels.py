@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ntjax.runstatus import read_status
 from ntjax.runtable import RunTable
 
 CHARTS = (("loss", ("train/loss", "eval/loss")), ("learning rate", ("train/lr",)),
@@ -37,6 +38,7 @@ class Status:
     warnings: list[str]
     last_write_age_s: float | None
     finished: bool
+    ended_as: str | None = None  # "finished" / "crashed" when the run folder's status.json says so
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -53,11 +55,20 @@ def total_steps(path: str | Path) -> int | None:
 
 
 def finished(path: str | Path) -> bool:
-    """An ntjax run is done when its report.md is at least as new as its metrics.jsonl."""
+    """A run is done when its `status.json` says it ended (bridges, `ntjax run`), or, for an ntjax run,
+    when its report.md is at least as new as its metrics.jsonl."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
+    mark = read_status(folder)
+    if mark is not None and mark["state"] != "running":
+        return True
     report, log = folder / "report.md", folder / "metrics.jsonl"
     return report.exists() and log.exists() and report.stat().st_mtime >= log.stat().st_mtime
+
+
+def _ended_as(path: str | Path) -> str | None:
+    mark = read_status(path)
+    return mark["state"] if mark is not None and mark["state"] != "running" else None
 
 
 def _last(table: RunTable, name: str) -> float | None:
@@ -122,7 +133,8 @@ def run_status(table: RunTable, path: str | Path, now: float | None = None) -> S
                   latest={n: v for n in ("train/loss", "train/lr", "train/grad_norm")
                           if (v := _last(table, n)) is not None},
                   latest_eval=latest_eval, warnings=active_warnings(table),
-                  last_write_age_s=now - max(times) if times else None, finished=finished(path))
+                  last_write_age_s=now - max(times) if times else None, finished=finished(path),
+                  ended_as=_ended_as(path))
 
 
 def _num(x: float | None, spec: str = ".4g") -> str:
@@ -140,7 +152,8 @@ def _duration(seconds: float | None) -> str:
 def status_lines(st: Status) -> list[str]:
     """The status panel as plain lines."""
     of = f"/{st.total_steps}" if st.total_steps else ""
-    state = "finished" if st.finished else ("waiting for the first log line" if st.step is None else "running")
+    state = ((st.ended_as or "finished") if st.finished
+             else "waiting for the first log line" if st.step is None else "running")
     lines = [f"run: {st.source} ({st.format}, {state})",
              f"step: {_num(st.step, 'd') if st.step is not None else '—'}{of}   "
              f"rate: {_num(st.steps_per_s, '.3g')} steps/s   ETA: {_duration(st.eta_s)}   "

@@ -1,0 +1,77 @@
+"""Reductions on a PyTorch tensor's own device, and the one small copy of their results to the host.
+
+`TorchMonitor` never copies a gradient, parameter or activation to the host: each is reduced where it
+lives (fused `torch._foreach_norm` for the per-tensor norms, `torch.var_mean` for activations), the
+0-d results are stacked into one vector per device, and that vector alone is copied. `HOST_TRANSFER`
+counts the bytes so copied (the overhead benchmark and the tests read it).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclasses.dataclass
+class TransferCount:
+    """Bytes of tensor data the bridge has handed to the host (numpy), and in how many copies."""
+    bytes: int = 0
+    copies: int = 0
+
+
+HOST_TRANSFER = TransferCount()
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.coalesce().values() if t.is_sparse else t  # an embedding's sparse gradient: its stored values
+
+
+def norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The L2 norm of each tensor, in float32, as 0-d tensors on each tensor's own device (not synced).
+
+    The same fused kernel `torch.nn.utils.clip_grad_norm_` uses, so the global norm agrees with its total.
+    """
+    dense = [_dense(t) for t in tensors]
+    if not dense:
+        return []
+    try:
+        return list(torch._foreach_norm(dense, 2.0, dtype=torch.float32))
+    except (AttributeError, RuntimeError, TypeError):  # an older torch, or a dtype the fused path lacks
+        return [torch.linalg.vector_norm(t, dtype=torch.float32) for t in dense]
+
+
+def mean_std(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (population) standard deviation of a tensor, in float32, on its device."""
+    var, mean = torch.var_mean(t.detach().float(), correction=0)
+    return mean, var.sqrt()
+
+
+def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the rows of attention weights [..., Q, K], on their device."""
+    return torch.special.entr(weights.detach().float()).sum(-1).mean()
+
+
+def scalar(x: Any) -> torch.Tensor:
+    """A loss (tensor or number) as a 0-d float32 tensor, on its device when it is a tensor."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return (x if x.numel() == 1 else x.float().mean()).reshape(()).float()
+    return torch.tensor(float(x), dtype=torch.float32)
+
+
+def to_host(parts: Sequence[torch.Tensor]) -> np.ndarray:
+    """0-d tensors (on any devices) as one float64 numpy vector in the same order: one stacked copy per
+    device, the only device-to-host traffic of a monitored step."""
+    out = np.empty(len(parts), np.float64)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(parts):
+        by_device.setdefault(t.device, []).append(i)
+    for idx in by_device.values():
+        vector = torch.stack([parts[i].reshape(()).float() for i in idx]).cpu()
+        HOST_TRANSFER.bytes += vector.numel() * vector.element_size()
+        HOST_TRANSFER.copies += 1
+        out[idx] = vector.numpy()
+    return out
