@@ -11,6 +11,7 @@ Where: the `log_dir` given; else `$NTJAX_RUN_DIR` (set by `ntjax run`); else a f
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ntjax.logger import METRICS_FILE, MetricLogger
 from ntjax.runstatus import write_status
@@ -79,6 +80,8 @@ def eval_names(metrics: Mapping[str, Any]) -> dict[str, float]:
 class StepRecorder:
     """Holds the logger, the pending step line and the wall clock behind `train/throughput`."""
 
+    clock: Callable[[], float] = staticmethod(time.perf_counter)
+
     def __init__(self, log_dir: str | os.PathLike | None, backends: str | Sequence[str], config: Mapping[str, Any],
                  run_name: str | None = None, *, resume: bool = False, name: str = "run"):
         self.log_dir = resolve_log_dir(log_dir, name)
@@ -94,7 +97,7 @@ class StepRecorder:
 
     def throughput(self, batch_size: int | None) -> dict[str, float]:
         """`train/throughput` in samples/s over the time since the previous step was logged."""
-        now = time.perf_counter()
+        now = self.clock()
         last, self._last_time = self._last_time, now
         if last is None or not batch_size or now <= last:
             return {}
@@ -143,8 +146,9 @@ def _end_at_exit(ref: "weakref.ref[StepRecorder]") -> None:
     if recorder is None or recorder.closed:
         return
     error = getattr(sys, "last_value", None)
-    recorder.close("crashed" if error is not None else "finished",
-                   reason=f"{type(error).__name__}: {error}" if error is not None else "monitor not closed")
+    with contextlib.suppress(OSError):  # the folder may be gone (a temporary one): nothing left to mark
+        recorder.close("crashed" if error is not None else "finished",
+                       reason=f"{type(error).__name__}: {error}" if error is not None else "monitor not closed")
 
 
 def warn_nonfinite(step: int, loss: float | None, first: str | None, framework: str) -> None:
