@@ -8,11 +8,27 @@ host floats. No JAX here: see `ntjax.reduced`.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 from ntjax import reduced
+
+
+@dataclasses.dataclass
+class TransferCount:
+    """Bytes of tensor data the bridges have copied from a framework's tensors to the host, and in how
+    many copies (the overhead benchmark and the tests read it)."""
+    bytes: int = 0
+    copies: int = 0
+
+    def add(self, nbytes: int) -> None:
+        self.bytes += int(nbytes)
+        self.copies += 1
+
+
+HOST_TRANSFER = TransferCount()
 
 
 def grad_metrics(names: Sequence[str], sumsq: np.ndarray, per_layer: bool) -> tuple[dict[str, float], str | None]:

@@ -3,25 +3,16 @@
 `TorchMonitor` never copies a gradient, parameter or activation to the host: each is reduced where it
 lives (fused `torch._foreach_norm` for the per-tensor norms, `torch.var_mean` for activations), the
 0-d results are stacked into one vector per device, and that vector alone is copied. `HOST_TRANSFER`
-counts the bytes so copied (the overhead benchmark and the tests read it).
+(shared with the TensorFlow bridge) counts the bytes so copied.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-
-@dataclasses.dataclass
-class TransferCount:
-    """Bytes of tensor data the bridge has handed to the host (numpy), and in how many copies."""
-    bytes: int = 0
-    copies: int = 0
-
-
-HOST_TRANSFER = TransferCount()
+from ntjax.bridges.stats import HOST_TRANSFER
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
@@ -71,7 +62,6 @@ def to_host(parts: Sequence[torch.Tensor]) -> np.ndarray:
         by_device.setdefault(t.device, []).append(i)
     for idx in by_device.values():
         vector = torch.stack([parts[i].reshape(()).float() for i in idx]).cpu()
-        HOST_TRANSFER.bytes += vector.numel() * vector.element_size()
-        HOST_TRANSFER.copies += 1
+        HOST_TRANSFER.add(vector.numel() * vector.element_size())
         out[idx] = vector.numpy()
     return out
