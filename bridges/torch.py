@@ -182,6 +182,11 @@ class TorchMonitor:
     def log_dir(self):
         return self.recorder.log_dir
 
+    @property
+    def step(self) -> int:
+        """How many steps have been logged: a step counter for a script without one (`log(monitor.step, loss)`)."""
+        return self._steps_logged
+
     def is_sampling(self, step: int) -> bool:
         return step % self.sample_every == 0
 

@@ -10,6 +10,7 @@ import ast
 import dataclasses
 from pathlib import Path
 
+from ntjax import detect_names
 from ntjax.errors import NtjaxError
 
 # Top-level module -> framework (`ntjax` is none: its data, logger and bridges serve every framework).
@@ -156,5 +157,9 @@ def detect(script: str | Path) -> Detection:
     flavours = _flavours(set(frameworks), modules, names)
     framework = frameworks[0] if len(frameworks) == 1 else "mixed" if frameworks else "unknown"
     bridges = [{"flavour": f, "bridge": SNIPPETS[f][0], "lines": SNIPPETS[f][1]} for f in flavours]
+    for b in bridges:
+        if b["flavour"] == "pytorch":  # a plain loop: lines in the script's own names
+            names = detect_names.torch_names(_parse(path))
+            b["lines"], b["names"] = detect_names.torch_lines(names), dataclasses.asdict(names)
     return Detection(script=str(path), framework=framework, frameworks=frameworks, flavours=flavours,
                      imports=imports, files_read=list(scans), bridges=bridges, monitored=monitored)
