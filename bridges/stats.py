@@ -9,6 +9,7 @@ host floats. No JAX here: see `ntjax.reduced`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
@@ -34,8 +35,9 @@ HOST_TRANSFER = TransferCount()
 def grad_metrics(names: Sequence[str], sumsq: np.ndarray, per_layer: bool) -> tuple[dict[str, float], str | None]:
     """`train/grad_norm` (global, before any clipping), and `grad_norm/<name>` per tensor when `per_layer`
     or when a gradient is non-finite. Returns (metrics, the first non-finite tensor's name or None)."""
-    bad = reduced.first_nonfinite(names, sumsq)
-    metrics = {"train/grad_norm": reduced.global_norm(sumsq)}
+    total = reduced.global_norm(sumsq)
+    bad = None if math.isfinite(total) else reduced.first_nonfinite(names, sumsq)  # searched only when needed
+    metrics = {"train/grad_norm": total}
     if per_layer or bad is not None:
         metrics.update({f"grad_norm/{k}": v for k, v in reduced.norms(names, sumsq).items()})
     return metrics, bad

@@ -16,8 +16,8 @@ from ntjax.bridges.stats import HOST_TRANSFER
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
-    t = t.detach()
-    return t.coalesce().values() if t.is_sparse else t  # an embedding's sparse gradient: its stored values
+    """An embedding's sparse gradient as its stored values (duplicates summed); a dense tensor as it is."""
+    return t.detach().coalesce().values() if t.is_sparse else t
 
 
 def norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -28,10 +28,11 @@ def norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     dense = [_dense(t) for t in tensors]
     if not dense:
         return []
-    try:
-        return list(torch._foreach_norm(dense, 2.0, dtype=torch.float32))
-    except (AttributeError, RuntimeError, TypeError):  # an older torch, or a dtype the fused path lacks
-        return [torch.linalg.vector_norm(t, dtype=torch.float32) for t in dense]
+    with torch.no_grad():  # parameters (for update ratios) as well as gradients: no autograd graph
+        try:
+            return list(torch._foreach_norm(dense, 2.0, dtype=torch.float32))
+        except (AttributeError, RuntimeError, TypeError):  # an older torch, or a dtype the fused path lacks
+            return [torch.linalg.vector_norm(t, dtype=torch.float32) for t in dense]
 
 
 def mean_std(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +57,13 @@ def scalar(x: Any) -> torch.Tensor:
 def to_host(parts: Sequence[torch.Tensor]) -> np.ndarray:
     """0-d tensors (on any devices) as one float64 numpy vector in the same order: one stacked copy per
     device, the only device-to-host traffic of a monitored step."""
+    if not parts:
+        return np.zeros(0)
+    first = parts[0].device
+    if all(t.device == first and t.dtype == torch.float32 and t.dim() == 0 for t in parts):
+        vector = torch.stack(list(parts)).cpu()  # the common case: one device, 0-d float32 (no per-part ops)
+        HOST_TRANSFER.add(vector.numel() * vector.element_size())
+        return vector.numpy().astype(np.float64)
     out = np.empty(len(parts), np.float64)
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(parts):
