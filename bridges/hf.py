@@ -2,6 +2,8 @@
 
     trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[HFTrainerCallback("runs/hf")])
 
+`log_dir` defaults as `TorchMonitor`'s does: `$NTJAX_RUN_DIR`, else a fresh `runs/<model class>-<time>`.
+
 The Trainer clips gradients before any callback sees them, so when `max_grad_norm > 0` the monitor's
 norms are of the clipped gradients: its global norm is written as `train/grad_norm_clipped`, and
 `train/grad_norm` (before clipping) comes from the Trainer's own logs (every `logging_steps`).
@@ -41,7 +43,7 @@ class HFTrainerCallback(TrainerCallback):
             return
         self._clipping = bool(args.max_grad_norm and args.max_grad_norm > 0)
         resume = self.resume or bool(getattr(args, "resume_from_checkpoint", None))
-        self.monitor = TorchMonitor(model, optimizer, self.log_dir or args.output_dir, backends=self.backends,
+        self.monitor = TorchMonitor(model, optimizer, self.log_dir, backends=self.backends,
                                     sample_every=self.sample_every, resume=resume)
         self._loss_hook = model.register_forward_hook(BridgeHook(self._keep_loss))  # pickles as a no-op
 

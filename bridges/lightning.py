@@ -2,6 +2,8 @@
 
     trainer = L.Trainer(..., callbacks=[LightningCallback("runs/pl")])
 
+`log_dir` defaults as `TorchMonitor`'s does: `$NTJAX_RUN_DIR`, else a fresh `runs/<model class>-<time>`.
+
 Gradients are read in `on_before_optimizer_step`, which Lightning calls before it clips them, so
 `train/grad_norm` is the norm before clipping. The loss is the one handed to `backward` (summed over
 accumulated micro-batches, which Lightning has already divided by their number). Validation metrics
@@ -31,7 +33,7 @@ class LightningCallback(Callback):
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero and trainer.optimizers:
-            self.monitor = TorchMonitor(pl_module, trainer.optimizers[0], self.log_dir or trainer.default_root_dir,
+            self.monitor = TorchMonitor(pl_module, trainer.optimizers[0], self.log_dir,
                                         backends=self.backends, sample_every=self.sample_every,
                                         resume=self.resume or getattr(trainer, "ckpt_path", None) is not None)
 

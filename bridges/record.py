@@ -86,6 +86,8 @@ class StepRecorder:
                  run_name: str | None = None, *, resume: bool = False, name: str = "run"):
         self.log_dir = resolve_log_dir(log_dir, name)
         check_fresh(self.log_dir, resume)
+        if log_dir is None:  # say where a defaulted folder is
+            print(f"ntjax: logging this run to {self.log_dir}", file=sys.stderr)
         self.logger = MetricLogger(self.log_dir, backends, config=config, run_name=run_name)
         (self.log_dir / CONFIG_FILE).write_text(json.dumps(jsonable(config), indent=2) + "\n")
         self._pending: tuple[int, dict[str, float]] | None = None

@@ -25,24 +25,24 @@ _HF_TRAINERS = {"Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTr
 SNIPPETS = {
     "pytorch": ("ntjax.bridges.torch.TorchMonitor", [
         "from ntjax.bridges.torch import TorchMonitor",
-        'monitor = TorchMonitor(model, optimizer, log_dir="runs/torch")',
+        "monitor = TorchMonitor(model, optimizer)  # log_dir: $NTJAX_RUN_DIR (ntjax run), else a new runs/ folder",
         "monitor.log(step, loss)  # after loss.backward(), before optimizer.step(); monitor.close() at the end",
     ]),
     "lightning": ("ntjax.bridges.torch.LightningCallback", [
         "from ntjax.bridges.torch import LightningCallback",
-        'trainer = L.Trainer(..., callbacks=[LightningCallback(log_dir="runs/lightning")])',
+        'trainer = L.Trainer(..., callbacks=[LightningCallback()])',
     ]),
     "hf_trainer": ("ntjax.bridges.torch.HFTrainerCallback", [
         "from ntjax.bridges.torch import HFTrainerCallback",
-        'trainer.add_callback(HFTrainerCallback(log_dir="runs/hf"))  # or Trainer(..., callbacks=[...])',
+        'trainer.add_callback(HFTrainerCallback())  # or Trainer(..., callbacks=[...])',
     ]),
     "keras": ("ntjax.bridges.tensorflow.KerasCallback", [
         "from ntjax.bridges.tensorflow import KerasCallback",
-        'model.fit(..., callbacks=[KerasCallback(log_dir="runs/keras")])',
+        'model.fit(..., callbacks=[KerasCallback()])',
     ]),
     "tf_tape": ("ntjax.bridges.tensorflow.TFMonitor", [
         "from ntjax.bridges.tensorflow import TFMonitor",
-        'monitor = TFMonitor("runs/tf", model=model, optimizer=optimizer)',
+        'monitor = TFMonitor(model=model, optimizer=optimizer)',
         "monitor.log(step, loss, grads, model.trainable_variables)  # before optimizer.apply_gradients",
     ]),
     "jax": ("ntjax (native)", [
