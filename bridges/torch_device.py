@@ -36,9 +36,17 @@ def norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def mean_std(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (population) standard deviation of a tensor, in float32, on its device."""
-    var, mean = torch.var_mean(t.detach().float(), correction=0)
-    return mean, var.sqrt()
+    """Mean and (population) standard deviation of a tensor, in float32, on its device.
+
+    From the sum and the sum of squares (two fused reductions, no float32 copy of a bf16 tensor):
+    measured here, several times faster than `torch.var_mean` on CPU. E[x²] - E[x]² loses precision only
+    when |mean| is ~1000× the std, far from a layer output's usual range; it is clamped at 0.
+    """
+    t = t.detach()
+    n = t.numel()
+    mean = t.sum(dtype=torch.float32) / n
+    mean_sq = torch.linalg.vector_norm(t, dtype=torch.float32).square() / n
+    return mean, (mean_sq - mean.square()).clamp_min(0).sqrt()
 
 
 def attention_entropy(weights: torch.Tensor) -> torch.Tensor:
