@@ -259,3 +259,29 @@ def test_script_never_touches_jax_and_its_end_is_marked_without_close(tmp_path, 
     mon = subprocess.run([sys.executable, "-m", "ntjax.cli", "monitor", str(run_dir), "--once", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert json.loads(mon.stdout)["status"]["ended_as"] == status["state"], mon.stderr
+
+
+def test_sampled_activation_and_attention_statistics_equal_torchs_own(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.GELU(), torch.nn.Linear(32, 3))
+    attn = torch.nn.MultiheadAttention(6, 2, batch_first=True)
+    x = torch.randn(16, 6) * 2 + 0.5
+    with TorchMonitor(model, log_dir=tmp_path / "mlp") as mon:
+        model(x).square().mean().backward()
+        got = mon.log(0, None, lr=0.1)
+    with torch.no_grad():
+        h, y = model[0](x), model(x)
+    assert got["act_mean/0"] == pytest.approx(float(h.mean()), rel=1e-5, abs=1e-6)
+    assert got["act_std/0"] == pytest.approx(float(h.std(correction=0)), rel=1e-4)
+    assert got["act_std/2"] == pytest.approx(float(y.std(correction=0)), rel=1e-4)
+    wrapper = torch.nn.Sequential(attn)
+    wrapper.forward = lambda q: attn(q, q, q)  # an nn.MultiheadAttention called as self-attention
+    with TorchMonitor(wrapper, log_dir=tmp_path / "attn") as mon:
+        q = torch.randn(4, 5, 6)
+        out, _ = wrapper(q)
+        out.sum().backward()
+        got = mon.log(0, None, lr=0.1)
+    with torch.no_grad():
+        _, w = attn(q, q, q, need_weights=True, average_attn_weights=False)
+    entropy = float(-(w * w.log()).sum(-1).mean())
+    assert got["attn_entropy/0"] == pytest.approx(entropy, rel=1e-5)
