@@ -39,6 +39,7 @@ class KerasCallback(keras.callbacks.Callback):
         self.monitor = TFMonitor(self.log_dir, model=self.model, optimizer=self.model.optimizer,
                                  backends=self.backends, sample_every=self.sample_every,
                                  batch_size=self.batch_size, resume=self.resume)
+        self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
         self._step = int(self.model.optimizer.iterations.numpy())
         self._wrap_optimizer()
 

@@ -36,6 +36,7 @@ class LightningCallback(Callback):
             self.monitor = TorchMonitor(pl_module, trainer.optimizers[0], self.log_dir,
                                         backends=self.backends, sample_every=self.sample_every,
                                         resume=self.resume or getattr(trainer, "ckpt_path", None) is not None)
+            self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         t = first_tensor(batch)
