@@ -96,3 +96,13 @@ def test_installing_the_torch_bridge_changes_no_user_package(tmp_path):
                            "print(numpy.__version__, google.protobuf.__version__, torch.__version__)"],
                           capture_output=True, text=True, check=True).stdout.split()
     assert held == ["2.2.6", "5.29.5", held[2]] and held[2].startswith("2.13.0")
+
+
+def test_cli_in_the_slim_install_names_the_extra(tmp_path):
+    """Without JAX (the bare package), a command that needs it ends with one clear line, not a traceback."""
+    code = ("import sys; sys.modules['jax'] = None; from ntjax.cli import main; "
+            f"sys.exit(main(['train', '--yes', '--steps', '1', '--out', {str(tmp_path / 'r')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("ntjax train: error: this command needs jax")
+    assert "pip install 'ntjax[cli]'" in proc.stderr and "Traceback" not in proc.stderr
