@@ -285,3 +285,12 @@ def test_sampled_activation_and_attention_statistics_equal_torchs_own(tmp_path):
         _, w = attn(q, q, q, need_weights=True, average_attn_weights=False)
     entropy = float(-(w * w.log()).sum(-1).mean())
     assert got["attn_entropy/0"] == pytest.approx(entropy, rel=1e-5)
+
+
+def test_to_host_keeps_order_across_dtypes_in_one_copy_per_device():
+    parts = [torch.tensor(1.5), torch.tensor(2.25, dtype=torch.float64), torch.tensor(3.0, dtype=torch.bfloat16),
+             torch.tensor([4.0])]
+    before = torch_device.HOST_TRANSFER.copies
+    assert torch_device.to_host(parts).tolist() == [1.5, 2.25, 3.0, 4.0]
+    assert torch_device.HOST_TRANSFER.copies - before == 1  # all on the CPU: one stacked copy
+    assert torch_device.to_host([]).size == 0
