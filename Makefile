@@ -4,14 +4,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= torch,test,tensorboard,tensorflow,callbacks
+EXTRAS ?= cli,torch,test,tensorflow,callbacks
+# The exact known-good versions (pyproject.toml holds the ranges users get).
+CONSTRAINTS := constraints.txt
 
 .PHONY: train test install clean-venv bench check-plugin claude-cli
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -2,6 +2,8 @@
 
     trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[HFTrainerCallback("runs/hf")])
 
+`log_dir` defaults as `TorchMonitor`'s does: `$NTJAX_RUN_DIR`, else a fresh `runs/<model class>-<time>`.
+
 The Trainer clips gradients before any callback sees them, so when `max_grad_norm > 0` the monitor's
 norms are of the clipped gradients: its global norm is written as `train/grad_norm_clipped`, and
 `train/grad_norm` (before clipping) comes from the Trainer's own logs (every `logging_steps`).
@@ -16,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import TrainerCallback
 
-from ntjax.bridges.torch import TorchMonitor
+from ntjax.bridges.torch import BridgeHook, TorchMonitor
 
 
 def output_loss(output: Any) -> torch.Tensor | None:
@@ -29,8 +31,8 @@ class HFTrainerCallback(TrainerCallback):
     """Writes `metrics.jsonl` and `config.json` for a `transformers.Trainer` run (rank 0 only)."""
 
     def __init__(self, log_dir: str | os.PathLike | None = None, *, backends: str | Sequence[str] = ("jsonl",),
-                 sample_every: int = 50):
-        self.log_dir, self.backends, self.sample_every = log_dir, backends, sample_every
+                 sample_every: int = 50, resume: bool = False):
+        self.log_dir, self.backends, self.sample_every, self.resume = log_dir, backends, sample_every, resume
         self.monitor: TorchMonitor | None = None
         self._losses: list[torch.Tensor] = []
         self._loss_hook = None
@@ -40,9 +42,11 @@ class HFTrainerCallback(TrainerCallback):
         if not state.is_world_process_zero or model is None or optimizer is None:
             return
         self._clipping = bool(args.max_grad_norm and args.max_grad_norm > 0)
-        self.monitor = TorchMonitor(model, optimizer, self.log_dir or args.output_dir, backends=self.backends,
-                                    sample_every=self.sample_every)
-        self._loss_hook = model.register_forward_hook(self._keep_loss)
+        resume = self.resume or bool(getattr(args, "resume_from_checkpoint", None))
+        self.monitor = TorchMonitor(model, optimizer, self.log_dir, backends=self.backends,
+                                    sample_every=self.sample_every, resume=resume)
+        self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
+        self._loss_hook = model.register_forward_hook(BridgeHook(self._keep_loss))  # pickles as a no-op
 
     def _keep_loss(self, module, args, output) -> None:
         loss = output_loss(output)

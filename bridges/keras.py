@@ -2,8 +2,9 @@
 
 `fit` computes gradients inside its compiled train step, out of a callback's reach. The callback wraps
 the model's optimizer (`apply_gradients` and `scale_loss`, on the instance, while training) so that the
-step also copies its loss and gradients, before clipping, into variables the callback reads after the
-batch. With `steps_per_execution > 1` only the last batch of each execution is seen.
+step also reduces its gradients, before clipping, to one sum of squares per variable, and keeps those and
+the loss in two small variables the callback reads after the batch: no gradient is copied (on the device
+or to the host). With `steps_per_execution > 1` only the last batch of each execution is seen.
 """
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from ntjax.bridges.tensorflow import TFMonitor, variable_names
+from ntjax.bridges.tensorflow import TFMonitor, dense_values
 
 
 class KerasCallback(keras.callbacks.Callback):
     """Writes `metrics.jsonl` and `config.json` for a `model.fit` run; `val_*` logs become `eval/*`."""
 
-    def __init__(self, log_dir: str | os.PathLike, *, backends: str | Sequence[str] = ("jsonl",),
-                 sample_every: int = 50, batch_size: int | None = None):
+    def __init__(self, log_dir: str | os.PathLike | None = None, *, backends: str | Sequence[str] = ("jsonl",),
+                 sample_every: int = 50, batch_size: int | None = None, resume: bool = False):
         super().__init__()
         self.log_dir, self.backends, self.sample_every, self.batch_size = log_dir, backends, sample_every, batch_size
+        self.resume = resume
         self.monitor: TFMonitor | None = None
         self._step = 0
-        self._grads: dict[str, tf.Variable] = {}
+        self._sumsq: tf.Variable | None = None
         self._loss: tf.Variable | None = None
         self._originals: dict[str, object] = {}
         self._seen = 0.0
@@ -36,25 +38,27 @@ class KerasCallback(keras.callbacks.Callback):
                                f"(this Keras runs on {keras.backend.backend()!r})")
         self.monitor = TFMonitor(self.log_dir, model=self.model, optimizer=self.model.optimizer,
                                  backends=self.backends, sample_every=self.sample_every,
-                                 batch_size=self.batch_size)
+                                 batch_size=self.batch_size, resume=self.resume)
+        self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
         self._step = int(self.model.optimizer.iterations.numpy())
         self._wrap_optimizer()
 
     def _wrap_optimizer(self) -> None:
-        """Make the optimizer copy each step's loss and raw gradients into our variables."""
+        """Make the optimizer keep each step's loss and per-variable gradient sums of squares."""
         opt = self.model.optimizer
         variables = self.model.trainable_variables
-        self._grads = {n: tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-                       for n, v in zip(variable_names(variables), variables)}
+        self._sumsq = tf.Variable(tf.zeros([len(variables)], tf.float32), trainable=False)
         self._loss = tf.Variable(float("nan"), trainable=False, dtype=tf.float32)
-        by_id = dict(zip((id(v) for v in variables), self._grads.values()))
+        position = {id(v): i for i, v in enumerate(variables)}
         apply_gradients, scale_loss = opt.apply_gradients, opt.scale_loss
 
         def copying_apply_gradients(grads_and_vars):
             grads_and_vars = list(grads_and_vars)
+            sums = [tf.zeros([], tf.float32)] * len(variables)
             for g, v in grads_and_vars:
-                if g is not None and id(v) in by_id:
-                    by_id[id(v)].assign(tf.convert_to_tensor(g))
+                if g is not None and id(v) in position:
+                    sums[position[id(v)]] = tf.reduce_sum(tf.square(tf.cast(dense_values(g), tf.float32)))
+            self._sumsq.assign(tf.stack(sums))
             return apply_gradients(grads_and_vars)
 
         def copying_scale_loss(loss):
@@ -71,9 +75,8 @@ class KerasCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.monitor is None:
             return
-        names = list(self._grads)
-        self.monitor.log(self._step, self._loss, [self._grads[n] for n in names],
-                         self.model.trainable_variables, batch_size=self._batch_samples())
+        self.monitor.log_sums(self._step, self._loss, self._sumsq, self.model.trainable_variables,
+                              batch_size=self._batch_samples())
         self.monitor.finish_step()
         self._step += 1
 

@@ -2,6 +2,8 @@
 
     trainer = L.Trainer(..., callbacks=[LightningCallback("runs/pl")])
 
+`log_dir` defaults as `TorchMonitor`'s does: `$NTJAX_RUN_DIR`, else a fresh `runs/<model class>-<time>`.
+
 Gradients are read in `on_before_optimizer_step`, which Lightning calls before it clips them, so
 `train/grad_norm` is the norm before clipping. The loss is the one handed to `backward` (summed over
 accumulated micro-batches, which Lightning has already divided by their number). Validation metrics
@@ -23,16 +25,18 @@ class LightningCallback(Callback):
     """Writes `metrics.jsonl` and `config.json` for a `lightning.Trainer.fit` run (global rank 0 only)."""
 
     def __init__(self, log_dir: str | os.PathLike | None = None, *, backends: str | Sequence[str] = ("jsonl",),
-                 sample_every: int = 50):
-        self.log_dir, self.backends, self.sample_every = log_dir, backends, sample_every
+                 sample_every: int = 50, resume: bool = False):
+        self.log_dir, self.backends, self.sample_every, self.resume = log_dir, backends, sample_every, resume
         self.monitor: TorchMonitor | None = None
         self._loss: torch.Tensor | None = None
         self._samples = 0
 
     def on_train_start(self, trainer, pl_module):
         if trainer.is_global_zero and trainer.optimizers:
-            self.monitor = TorchMonitor(pl_module, trainer.optimizers[0], self.log_dir or trainer.default_root_dir,
-                                        backends=self.backends, sample_every=self.sample_every)
+            self.monitor = TorchMonitor(pl_module, trainer.optimizers[0], self.log_dir,
+                                        backends=self.backends, sample_every=self.sample_every,
+                                        resume=self.resume or getattr(trainer, "ckpt_path", None) is not None)
+            self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         t = first_tensor(batch)
@@ -60,9 +64,9 @@ class LightningCallback(Callback):
         self._close()
 
     def on_exception(self, trainer, pl_module, exception):
-        self._close()
+        self._close("crashed", f"{type(exception).__name__}: {exception}")
 
-    def _close(self) -> None:
+    def _close(self, state: str = "finished", reason: str | None = None) -> None:
         if self.monitor is not None:
-            self.monitor.close()
+            self.monitor.close(state, reason)
             self.monitor = None

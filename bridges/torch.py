@@ -1,20 +1,38 @@
 """PyTorch bridge: a user's own training loop writes the same run folder as `ntjax train`.
 
-    monitor = TorchMonitor(model, optimizer, log_dir="runs/torch")
+    monitor = TorchMonitor(model, optimizer)     # log_dir: $NTJAX_RUN_DIR, else a fresh runs/<model>-<time>
     ...
     loss.backward()
-    monitor.log(step, loss)          # after backward, before optimizer.step()
+    monitor.log(step, loss)          # after backward, before clipping and optimizer.step()
     optimizer.step()
     ...
     monitor.close()
 
+No optimizer object (a hand-written SGD update): `TorchMonitor(model)` and `monitor.log(step, loss, lr=lr)`
+before the update; the update is measured at the next `log` (or `close`).
+
 Every step: loss, LR per param group, global gradient norm (before clipping: the total that
 `torch.nn.utils.clip_grad_norm_` returns), throughput, a non-finite flag. Every `sample_every` steps also:
-per-parameter gradient norms, update/parameter ratios (the change `optimizer.step()` made), per-layer
+per-parameter gradient norms, update/parameter ratios (the change the update made), per-layer
 activation mean/std and `nn.MultiheadAttention` entropy (forward hooks armed only for that step's
-forward pass, so other steps pay nothing for them). The numbers come from `ntjax.diagnostics.tree_stats`, the
-code that measures ntjax's own runs (`to_jax` says how tensors reach it). With `torch.amp.GradScaler`,
-call `scaler.unscale_(optimizer)` before `log` so the norms are of the true gradients.
+forward pass, so other steps pay nothing for them). With `torch.amp.GradScaler`, call
+`scaler.unscale_(optimizer)` before `log` so the norms are of the true gradients.
+
+Where the work happens: every statistic is reduced on the tensors' own device (`torch_device`: fused
+per-tensor norms, activation mean/std, attention entropy, all as 0-d tensors), and one small vector per
+device (the loss and one float per tensor) is copied to the host, where `ntjax.diagnostics.tree_stats.reduced` turns it into the
+metrics. No gradient, parameter or activation is copied to the host, and no JAX runs here (JAX could take
+the accelerator's memory).
+
+Update ratios without doubling the model's memory: on a sampled step, a copy is kept of only as many
+parameter tensors as fit in `snapshot_bytes` (64 MiB by default; one tensor larger than that is copied
+alone), on their device; after the update, `before - after` is computed in place in that copy and reduced
+to norms. The next sampled step takes the next tensors, round-robin, so a large model's tensors all get
+their ratio over a few sampled steps, and the extra accelerator memory is bounded by
+max(`snapshot_bytes`, the largest tensor) whatever the model's size.
+
+Attaching a monitor never stops `torch.save(model)` or `copy.deepcopy(model)`: the hooks it puts on the
+model pickle and copy as inert no-ops (the copy is not monitored).
 
 `HFTrainerCallback` (transformers) and `LightningCallback` (lightning) are thin wrappers over the
 monitor, imported from here on first use so that importing this module does not import them.
@@ -22,36 +40,45 @@ monitor, imported from here on first use so that importing this module does not 
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import jax
-import numpy as np
 import torch
 
 from ntjax.bridges import stats
+from ntjax.bridges import torch_device as dev
 from ntjax.bridges.record import StepRecorder, warn_nonfinite
 
 MAX_SUMMARY_MODULES = 200
-_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16, torch.int32, torch.int64)
+DEFAULT_SNAPSHOT_BYTES = 64 * 2**20
 
 
-def to_jax(t: torch.Tensor) -> jax.Array | np.ndarray:
-    """A torch tensor as an input to a jitted JAX function.
+class InertHook:
+    """What a monitor's hook becomes in a pickled or deep-copied model: a no-op."""
 
-    CPU tensors of a numpy dtype go as numpy views (no copy on the torch side): measured here, that is
-    several times cheaper per tensor than `jax.dlpack.from_dlpack`, whose fixed cost dominates for the
-    many small tensors of a model. Other tensors (bfloat16, accelerator tensors) go by DLPack, through
-    host memory when JAX itself runs on the CPU.
-    """
-    t = t.detach()
-    if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES:
-        return t.numpy()
-    if t.device.type != "cpu" and jax.default_backend() == "cpu":
-        t = t.cpu()
-    return jax.dlpack.from_dlpack(t)
+    def __call__(self, *args, **kwargs) -> None:
+        return None
+
+
+class BridgeHook:
+    """A hook calling back into the monitor. Pickles and deep-copies as `InertHook`: `torch.save(model)` and
+    `copy.deepcopy(model)` copy the model's hook dicts, and the monitor behind a hook (its open log files,
+    the optimizer) must not go along, nor keep logging from a copy."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __reduce__(self):
+        return (InertHook, ())
+
+    def __deepcopy__(self, memo) -> InertHook:
+        return InertHook()
 
 
 def first_tensor(x: Any) -> torch.Tensor | None:
@@ -62,6 +89,15 @@ def first_tensor(x: Any) -> torch.Tensor | None:
     return next((t for t in map(first_tensor, values) if t is not None), None)
 
 
+def infer_batch_dim(model: torch.nn.Module) -> int | None:
+    """Which dimension of the model's first input is the batch: 1 when its recurrent and attention layers
+    are all sequence-first (`batch_first=False`, the default of `nn.LSTM`/`nn.GRU`/`nn.Transformer`), 0
+    when they are batch-first or there are none, None when they disagree (then pass `batch_size=`)."""
+    flags = {bool(m.batch_first) for m in model.modules()
+             if isinstance(m, (torch.nn.RNNBase, torch.nn.MultiheadAttention)) and hasattr(m, "batch_first")}
+    if not flags or flags == {True}:
+        return 0
+    return 1 if flags == {False} else None
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     """The torch optimizer inside wrappers such as accelerate's `AcceleratedOptimizer` (they hold it as
     `.optimizer` and lack the step hooks)."""
@@ -94,66 +130,112 @@ def describe_model(model: torch.nn.Module) -> dict[str, Any]:
             "modules": modules}
 
 
-def run_config(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    return {"framework": "pytorch", "torch_version": torch.__version__,
-            "model": describe_model(model), "optimizer": describe_optimizer(optimizer)}
+def run_config(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """`config.json`: framework, model summary and, when there is an optimizer object, its settings."""
+    config = {"framework": "pytorch", "torch_version": torch.__version__, "model": describe_model(model)}
+    if optimizer is not None:
+        config["optimizer"] = describe_optimizer(optimizer)
+    return config
+
 
 
 class TorchMonitor:
-    """Per-step training diagnostics of a PyTorch model and optimizer, written to `log_dir`."""
+    """Per-step training diagnostics of a PyTorch model (and optimizer, if there is one), written to
+    `log_dir` (default: `$NTJAX_RUN_DIR`, else a fresh `runs/<model class>-<date>-<time>`). A folder whose
+    `metrics.jsonl` already holds a run is refused unless `resume=True`.
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, log_dir: str | os.PathLike,
-                 *, backends: str | Sequence[str] = ("jsonl",), sample_every: int = 50,
-                 batch_size: int | None = None, run_name: str | None = None):
-        optimizer = unwrap_optimizer(optimizer)
+    Throughput (`train/throughput`, samples/s) counts, in this order of precedence: the `batch_size` given
+    to `log`, the one given here, else the samples the model's training forward passes saw since the
+    previous `log` (summed, so gradient accumulation counts every micro-batch), read from dimension
+    `batch_dim` of the first input tensor. `batch_dim` defaults to `infer_batch_dim(model)`: 1 for a model
+    whose recurrent/attention layers are sequence-first (`batch_first=False`), else 0; never the sequence
+    length. When that cannot be told (layers disagree) and no `batch_size` is given, no throughput is logged.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                 log_dir: str | os.PathLike | None = None, *, backends: str | Sequence[str] = ("jsonl",),
+                 sample_every: int = 50, batch_size: int | None = None, batch_dim: int | None | str = "auto",
+                 run_name: str | None = None, resume: bool = False,
+                 snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES):
+        optimizer = unwrap_optimizer(optimizer) if optimizer is not None else None
         self.model, self.optimizer = model, optimizer
         self.sample_every = max(1, int(sample_every))
         self.batch_size = batch_size
-        self.recorder = StepRecorder(log_dir, backends, run_config(model, optimizer), run_name)
+        self.batch_dim = infer_batch_dim(model) if batch_dim == "auto" else batch_dim
+        self.snapshot_bytes = int(snapshot_bytes)
+        self.recorder = StepRecorder(log_dir, backends, run_config(model, optimizer), run_name, resume=resume,
+                                     name=type(model).__name__)
         self._params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self._seen_batch: int | None = None
+        self._samples_seen = 0
         self._steps_logged = 0
-        self._snapshot: dict[str, torch.Tensor] | None = None
-        self._acts: dict[str, torch.Tensor] = {}
+        self._cursor = 0  # the next parameter tensor whose update a sampled step measures
+        self._snapshot: tuple[list[str], list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._acts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._attn: dict[str, torch.Tensor] = {}
         self._sample_hooks: list[torch.utils.hooks.RemovableHandle] = []
-        self._hooks = [optimizer.register_step_post_hook(self._after_optimizer_step),
-                       model.register_forward_pre_hook(self._see_batch, with_kwargs=True)]
+        self._hooks = [model.register_forward_pre_hook(BridgeHook(self._see_batch), with_kwargs=True)]
+        if optimizer is not None:
+            self._hooks.append(optimizer.register_step_post_hook(BridgeHook(self._after_optimizer_step)))
         self._arm()  # the first logged step is always sampled
 
     @property
     def log_dir(self):
         return self.recorder.log_dir
 
+    @property
+    def step(self) -> int:
+        """How many steps have been logged: a step counter for a script without one (`log(monitor.step, loss)`)."""
+        return self._steps_logged
+
     def is_sampling(self, step: int) -> bool:
         return step % self.sample_every == 0
 
-    def log(self, step: int, loss: torch.Tensor | float | None, *, batch_size: int | None = None,
-            grad_norm_name: str = "train/grad_norm") -> dict[str, float]:
-        """Record step `step`: call after `loss.backward()` and before `optimizer.step()`.
+    def log(self, step: int, loss: torch.Tensor | float | None, *, lr: float | None = None,
+            batch_size: int | None = None, grad_norm_name: str = "train/grad_norm") -> dict[str, float]:
+        """Record step `step`: call after `loss.backward()` and before clipping and the update.
 
+        `lr` is the step's learning rate when there is no optimizer object (or to override its groups').
         `grad_norm_name` lets a caller that only sees clipped gradients say so in the name. Returns the
         step's metrics (the line is written once the optimizer step completes, or at the next call).
         """
-        grads = {n: to_jax(p.grad) for n, p in self._params if p.grad is not None}
-        sampling = self.is_sampling(step) or self._steps_logged == 0
+        if self.optimizer is None:
+            self._measure_update()  # a hand-written update has run since the last log
         self._snapshot = None  # one left over means the last optimizer step was skipped (e.g. GradScaler)
+        sampling = self.is_sampling(step) or self._steps_logged == 0
         self._steps_logged += 1
-        metrics, finite = stats.grad_metrics(grads, per_layer=sampling)
+        grads = [(n, p.grad) for n, p in self._params if p.grad is not None]
+        names = [n for n, _ in grads]
+        acts, attn = list(self._acts.items()), list(self._attn.items())
+        parts = dev.norms([g for _, g in grads])
+        if sampling:
+            parts += [x for _, pair in acts for x in pair] + [e for _, e in attn]
+        has_loss_tensor = isinstance(loss, torch.Tensor)
+        if has_loss_tensor:
+            parts.append(dev.scalar(loss))
+        host = dev.to_host(parts)  # the step's one small device-to-host copy
+        n = len(names)
+        metrics, bad = stats.grad_metrics(names, host[:n] ** 2, per_layer=sampling)
         metrics[grad_norm_name] = metrics.pop("train/grad_norm")
-        loss_value = None if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        loss_value = float(host[-1]) if has_loss_tensor else None if loss is None else float(loss)
         if loss_value is not None:
             metrics["train/loss"] = loss_value
-        for i, group in enumerate(self.optimizer.param_groups):
-            metrics["train/lr" if i == 0 else f"train/lr/group{i}"] = float(group["lr"])
-        nonfinite = not finite or (loss_value is not None and not math.isfinite(loss_value))
+        if lr is not None:
+            metrics["train/lr"] = float(lr)
+        elif self.optimizer is not None:
+            for i, group in enumerate(self.optimizer.param_groups):
+                metrics["train/lr" if i == 0 else f"train/lr/group{i}"] = float(group["lr"])
+        nonfinite = bad is not None or (loss_value is not None and not math.isfinite(loss_value))
         metrics["train/nonfinite"] = float(nonfinite)
         if nonfinite:
-            warn_nonfinite(step, loss_value, None if finite else stats.first_nonfinite_name(grads), "pytorch")
-        metrics.update(self.recorder.throughput(batch_size or self.batch_size or self._seen_batch))
+            warn_nonfinite(step, loss_value, bad, "pytorch")
+        samples = batch_size or self.batch_size or self._samples_seen
+        self._samples_seen = 0
+        metrics.update(self.recorder.throughput(samples))
         if sampling:
-            metrics.update(self._sampled_metrics())
-            self._snapshot = {n: p.detach().clone() for n, p in self._params}
+            k = n + 2 * len(acts)
+            metrics.update(stats.activation_metrics([a for a, _ in acts], host[n:k]))
+            metrics.update(stats.attention_metrics([a for a, _ in attn], host[k:k + len(attn)]))
+            self._take_snapshot()
         self._acts, self._attn = {}, {}
         self.recorder.stage(step, metrics)
         self._disarm()
@@ -163,34 +245,71 @@ class TorchMonitor:
 
     def log_eval(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Write eval metrics: `{"loss": v, "acc": a}` -> `eval/loss`, `eval/acc`."""
+        if self.optimizer is None:
+            self._measure_update()
         self.recorder.log_eval(step, {k: float(v) for k, v in metrics.items()})
 
-    def close(self) -> None:
-        """Write the pending line, remove every hook and close the logging backends."""
+    def close(self, state: str = "finished", reason: str | None = None) -> None:
+        """Write the pending line, remove every hook, close the logging backends and mark the run's end
+        (`status.json`: finished, or crashed)."""
+        if self.optimizer is None and state == "finished":
+            self._measure_update()
+        self._snapshot = None
         self._disarm()
         for h in self._hooks:
             h.remove()
         self._hooks = []
-        self.recorder.close()
+        self.recorder.close(state, reason)
 
     def __enter__(self) -> "TorchMonitor":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.close("crashed", f"{exc_type.__name__}: {exc}")
+
+    # -- update ratios -----------------------------------------------------------------------------
+    def _take_snapshot(self) -> None:
+        """Copy the next parameter tensors (round-robin, within `snapshot_bytes`) before the update."""
+        chosen: list[tuple[str, torch.Tensor]] = []
+        used = 0
+        for k in range(len(self._params)):
+            name, p = self._params[(self._cursor + k) % len(self._params)]
+            size = p.numel() * p.element_size()
+            if chosen and used + size > self.snapshot_bytes:
+                break
+            chosen.append((name, p))
+            used += size
+        if not chosen:
+            return
+        self._cursor = (self._cursor + len(chosen)) % len(self._params)
+        with torch.no_grad():
+            self._snapshot = ([n for n, _ in chosen], [p for _, p in chosen], [p.detach().clone() for _, p in chosen])
+
+    def _measure_update(self) -> None:
+        """The pending step's update ratios, from the snapshot and the parameters now: norms of `before`,
+        then `before - after` in place in the snapshot (no second copy), then its norms."""
+        if self._snapshot is None:
+            return
+        names, params, before = self._snapshot
+        self._snapshot = None
+        with torch.no_grad():
+            param_norms = dev.norms(before)
+            torch._foreach_sub_(before, [p.detach() for p in params])
+            update_norms = dev.norms(before)
+            host = dev.to_host(update_norms + param_norms)
+        self.recorder.add(stats.update_ratio_metrics(names, host[:len(names)] ** 2, host[len(names):] ** 2))
 
     # -- hooks -------------------------------------------------------------------------------------
     def _see_batch(self, module, args, kwargs) -> None:
         t = first_tensor((args, kwargs))
-        if module.training and t is not None and t.dim() > 0:
-            self._seen_batch = int(t.shape[0])
+        if module.training and t is not None and self.batch_dim is not None and t.dim() > self.batch_dim:
+            self._samples_seen += int(t.shape[self.batch_dim])
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if self._snapshot is not None:
-            before = {n: to_jax(t) for n, t in self._snapshot.items()}
-            after = {n: to_jax(p) for n, p in self._params}
-            self.recorder.add(stats.update_ratio_metrics(before, after))
-            self._snapshot = None
+        self._measure_update()
         self.recorder.flush()
 
     def _arm(self) -> None:
@@ -199,9 +318,9 @@ class TorchMonitor:
         for name, m in self.model.named_modules():
             if isinstance(m, torch.nn.MultiheadAttention):
                 self._sample_hooks.append(m.register_forward_pre_hook(_ask_for_weights, with_kwargs=True))
-                self._sample_hooks.append(m.register_forward_hook(self._keep_attention(name)))
+                self._sample_hooks.append(m.register_forward_hook(BridgeHook(self._keep_attention(name))))
             if name and any(True for _ in m.parameters(recurse=False)):
-                self._sample_hooks.append(m.register_forward_hook(self._keep_activation(name)))
+                self._sample_hooks.append(m.register_forward_hook(BridgeHook(self._keep_activation(name))))
 
     def _disarm(self) -> None:
         for h in self._sample_hooks:
@@ -211,67 +330,16 @@ class TorchMonitor:
     def _keep_activation(self, name: str):
         def hook(module, args, output) -> None:
             t = first_tensor(output)
-            if module.training and t is not None and t.is_floating_point():
-                self._acts[name] = t.detach().clone()  # a later in-place op must not change what we measure
+            if module.training and t is not None and t.is_floating_point() and t.numel():
+                self._acts[name] = dev.mean_std(t)  # reduced now, on the device: nothing is kept
         return hook
 
     def _keep_attention(self, name: str):
         def hook(module, args, output) -> None:
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if module.training and weights is not None and weights.dim() >= 3:  # [B,] H, Q, K
-                self._attn[name] = weights.detach().clone().reshape(-1, *weights.shape[-3:])
+                self._attn[name] = dev.attention_entropy(weights)
         return hook
-
-    def _sampled_metrics(self) -> dict[str, float]:
-        metrics = stats.activation_metrics({n: to_jax(t) for n, t in self._acts.items()}) if self._acts else {}
-        probs = {n: to_jax(t) for n, t in self._attn.items()}
-        if probs:
-            metrics.update(stats.attention_metrics(probs))
-        return metrics
-
-
-def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Any],
-            loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *, min_lr: float = 1e-7, max_lr: float = 1.0,
-            steps: int = 100, plot: str | os.PathLike | None = None) -> dict[str, Any]:
-    """LR range test of a PyTorch model and optimizer, by the math of `ntjax.diagnostics.lr_range` (the one used by
-    `ntjax lr-find`): every param group's LR grows exponentially from `min_lr` to `max_lr` over `steps`
-    steps of `loss_fn(model, batch)`, stopping once the smoothed loss blows up. The model's and the
-    optimizer's state are restored afterwards, so training can start from where it was.
-
-    `batches` is re-iterated when it runs out (a DataLoader or a list). Returns `ntjax.diagnostics.lr_range.to_dict`:
-    `recommended`, both `suggestions`, `stop_reason`, and the LR/loss curve (plotted to `plot` if given).
-    """
-    from ntjax.diagnostics import lr_range as lrf
-    from ntjax.viz.lr_range import plot_range_test
-    model_state = copy.deepcopy(model.state_dict())
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    source = iter(batches)
-
-    def step(i: int, lr: float) -> float:
-        nonlocal source
-        try:
-            batch = next(source)
-        except StopIteration:
-            source = iter(batches)
-            batch = next(source)  # a one-shot generator that ran out raises here: pass a list or DataLoader
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, batch)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
-
-    model.train()
-    try:
-        test = lrf.run_range_test(step, lrf.exponential_lrs(min_lr, max_lr, steps))
-    finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-    suggestion = lrf.suggest(test)
-    if plot is not None:
-        plot_range_test(test, suggestion, plot, title=f"LR range test: {type(model).__name__}")
-    return lrf.to_dict(test, suggestion)
 
 
 def _ask_for_weights(module, args, kwargs):

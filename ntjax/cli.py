@@ -75,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ntjax {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:  # the slim install (the bridges only) lacks the CLI's dependencies
+        if e.name is None or e.name.split(".")[0] in ("ntjax", "bridges"):
+            raise
+        print(f"ntjax {args.command}: error: this command needs {e.name.split('.')[0]}, which is not installed: "
+              "pip install 'ntjax[cli]' (the bare package holds only the bridges)", file=sys.stderr)
+        return 2
     except Exception as e:  # an unexpected failure: one line unless asked for the traceback
         if os.environ.get("NTJAX_TRACEBACK"):
             raise

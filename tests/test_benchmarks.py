@@ -110,3 +110,18 @@ def test_bf16_compute_runs_every_matmul_in_bfloat16_with_float32_gradients():
     assert len(dots) >= 6 * QUICK.n_layers and all(e.outvars[0].aval.dtype == jnp.bfloat16 for e in dots)
     grads = jax.grad(loss)(params, batch)
     assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.slow
+def test_torch_monitor_overhead_reports_ratios_and_host_bytes():
+    pytest.importorskip("torch")
+    out = run_benchmark("torch_monitor_overhead")
+    assert all(positive(out[k]) for k in ("bare_steps_per_s", "monitored_steps_per_s", "sampling_steps_per_s",
+                                          "ratio", "sampling_ratio", "amortised_ratio"))
+    assert out["ratio"] == pytest.approx(out["monitored_steps_per_s"] / out["bare_steps_per_s"])
+    # The amortised mix (49 ordinary steps, 1 sampled) lies between the two.
+    lo, hi = sorted([out["ratio"], out["sampling_ratio"]])
+    assert lo <= out["amortised_ratio"] <= hi
+    # An unsampled step copies one float32 per parameter tensor and the loss, never the tensors.
+    assert out["host_bytes_per_step"] == 4 * (out["n_tensors"] + 1)
+    assert out["param_bytes"] == 4 * out["model_parameters"] > 100 * out["host_bytes_per_step"]

@@ -105,3 +105,33 @@ def test_keras_callback_in_fit_writes_the_same_metrics(tmp_path):
     assert "apply_gradients" not in vars(model.optimizer)  # the optimizer is unwrapped after training
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["optimizer"]["class"] == "AdamW" and cfg["optimizer"]["param_groups"][0]["weight_decay"] == 0.01
+
+
+def test_tape_helper_moves_one_float_per_variable_and_bounds_its_snapshot(tmp_path):
+    from ntjax.bridges.stats import HOST_TRANSFER
+
+    model, (x, y) = small_model(), regression_data()
+    variables = model.trainable_variables
+    budget = max(int(np.prod(v.shape)) * 4 for v in variables)  # the largest variable alone
+    opt = keras.optimizers.SGD(learning_rate=0.05)
+    measured = []
+    with TFMonitor(tmp_path, optimizer=opt, sample_every=1, snapshot_bytes=budget) as mon:
+        for step in range(6):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+            grads = tape.gradient(loss, variables)
+            before = HOST_TRANSFER.bytes
+            mon.log(step, loss, grads, variables)
+            assert HOST_TRANSFER.bytes - before == 4 * (len(variables) + 1)  # a sum of squares each, and the loss
+            assert sum(int(np.prod(t.shape)) * 4 for t in mon._snapshot[2]) <= budget
+            norms = [(float(tf.norm(g)), float(tf.norm(v))) for g, v in zip(grads, variables)]
+            expected = {v.path: 0.05 * g / p if p > 0 else 0.0  # SGD's update is lr * grad; zero params: 0
+                        for v, (g, p) in zip(variables, norms) if v.path in mon._snapshot[0]}
+            opt.apply_gradients(zip(grads, variables))
+            mon.finish_step()
+            line = read_lines(tmp_path / "metrics.jsonl")[-1]
+            ratios = {k.removeprefix("update_ratio/"): v for k, v in line.items() if k.startswith("update_ratio/")}
+            assert ratios == pytest.approx(expected, rel=1e-4)
+            measured.append(set(ratios))
+    assert set().union(*measured) == {v.path for v in variables}
+    assert all(0 < len(m) < len(variables) for m in measured)

@@ -12,7 +12,9 @@ def register(subparsers) -> None:
         "detect", help="which framework a training script uses, and how to monitor it",
         description="Read a training script's imports (and those of the local modules it imports, one level "
                     "deep) without running it; name the framework (JAX/Flax, PyTorch plain/Lightning/HF "
-                    "Trainer, TensorFlow/Keras, or a mix) and print the lines that make it write metrics.jsonl.")
+                    "Trainer, TensorFlow/Keras, or a mix) and print the lines that make it write metrics.jsonl. For a "
+                    "plain PyTorch loop the lines use the script's own names (model, optimizer or none, loss, "
+                    "step counter, eval result) and say where each goes (after backward, before clipping).")
     parser.add_argument("script", help="path to a Python training script")
     add_json_flag(parser)
     parser.set_defaults(run=run)

@@ -40,8 +40,8 @@ def _frame(follower):
 
     follower.poll()
     table = follower.table()
-    return table, run_status(table, runfolder.planned_steps(follower.path),
-                             runfolder.report_is_current(follower.path))
+    return table, run_status(table, runfolder.planned_steps(follower.path), runfolder.run_finished(follower.path),
+                             runfolder.ended_as(follower.path))
 
 
 def _fancy(args: argparse.Namespace) -> bool:

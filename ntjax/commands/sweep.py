@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                 "a grid: its size)")
     p.add_argument("--max-time", type=float, metavar="SECONDS", help="start no trial after this long "
                                                                      "(running trials finish)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes sharing the storage")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes sharing the storage (on one "
+                   "GPU each may preallocate 0.9/N of its memory: XLA_PYTHON_CLIENT_MEM_FRACTION, unless you set it)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in --out); workers on "
                                      "other machines can join with the same URL and --study-name")
     p.add_argument("--study-name", help="default: the name of the --out folder")

@@ -121,12 +121,16 @@ def run(args: argparse.Namespace) -> Result:
         if answer not in ("", "y", "yes"):
             raise NtjaxError("cancelled at the confirmation prompt (pass --yes to skip it)")
     result = train(cfg, out, progress=not (args.no_progress or args.json), console=console)
+    from ntjax.core.device_info import device_summary, summary_line
+    device = device_summary(out / rf.METRICS_FILE)
+    console.print(summary_line(device))
     report = out / rf.REPORT_FILE
     data = {"out_dir": str(out), "resumed_from": result.resumed_from, "final_step": result.final_step,
             "final_train_loss": result.final_train_loss, "best_eval_loss": result.best_eval_loss,
             "best_eval_step": result.best_eval_step, "diverged": result.diverged,
             "tokens_per_s": result.tokens_per_s, "wall_s": result.wall_s, "events": result.events,
-            "eval_history": result.eval_history, "report": str(report), "metrics": str(out / rf.METRICS_FILE),
+            "eval_history": result.eval_history, "device": device, "report": str(report),
+            "metrics": str(out / rf.METRICS_FILE),
             "plots": sorted(str(p) for p in (out / rf.PLOTS_DIR).glob("*.png"))}
 
     def human() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +23,7 @@ REPORT_FILE = "report.md"
 EVAL_REPORT_FILE = "eval_report.md"
 CHECKPOINTS_DIR = "checkpoints"
 PLOTS_DIR = "plots"
+STATUS_FILE = "status.json"
 
 
 def folder_of(path: str | Path) -> Path:
@@ -83,6 +85,51 @@ def report_is_current(path: str | Path) -> bool:
     folder = folder_of(path)
     report, log = folder / REPORT_FILE, folder / METRICS_FILE
     return report.exists() and log.exists() and report.stat().st_mtime >= log.stat().st_mtime
+
+
+# --- lifecycle: status.json -----------------------------------------------------------------------------
+# Written by whatever runs the training (the bridges' monitors and callbacks; `ntjax run` for a command it
+# launched) and read by `ntjax monitor`, so a run that ended is not shown as "running". A process killed
+# outright (SIGKILL, power loss) cannot write its end: its mark stays "running", and the monitor's
+# last-write age is the evidence then.  {"state": "finished", "time": ..., "step": 1200, "pid": 4242, "reason": null}
+
+STATES = ("running", "finished", "crashed")
+
+
+def write_status(run_dir: str | os.PathLike, state: str, *, step: int | None = None,
+                 reason: str | None = None) -> Path:
+    """Write `run_dir/status.json` atomically (a reader never sees half a file)."""
+    if state not in STATES:
+        raise ValueError(f"run state must be one of {', '.join(STATES)}, not {state!r}")
+    path = Path(run_dir) / STATUS_FILE
+    record = {"state": state, "time": round(time.time(), 3), "step": step, "pid": os.getpid(), "reason": reason}
+    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run folder's mark, or None when there is none (or it is unreadable)."""
+    path = Path(run_dir)
+    path = (path if path.is_dir() else path.parent) / STATUS_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("state") in STATES else None
+
+
+def ended_as(path: str | Path) -> str | None:
+    """"finished" or "crashed" when the run's status.json says it ended; None while running or unmarked."""
+    mark = read_status(path)
+    return mark["state"] if mark is not None and mark["state"] != "running" else None
+
+
+def run_finished(path: str | Path) -> bool:
+    """A run is done when its status.json says it ended (bridges, `ntjax run`), or, for an ntjax run,
+    when its report.md is at least as new as its metrics.jsonl."""
+    return ended_as(path) is not None or report_is_current(path)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import ast
 import dataclasses
 from pathlib import Path
 
+from ntjax.diagnostics import framework_names as detect_names
 from ntjax.errors import NtjaxError
 
 # Top-level module -> framework (`ntjax` is none: its data, logger and bridges serve every framework).
@@ -24,24 +25,24 @@ _HF_TRAINERS = {"Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer", "GRPOTr
 SNIPPETS = {
     "pytorch": ("ntjax.bridges.torch.TorchMonitor", [
         "from ntjax.bridges.torch import TorchMonitor",
-        'monitor = TorchMonitor(model, optimizer, log_dir="runs/torch")',
+        "monitor = TorchMonitor(model, optimizer)  # log_dir: $NTJAX_RUN_DIR (ntjax run), else a new runs/ folder",
         "monitor.log(step, loss)  # after loss.backward(), before optimizer.step(); monitor.close() at the end",
     ]),
     "lightning": ("ntjax.bridges.torch.LightningCallback", [
         "from ntjax.bridges.torch import LightningCallback",
-        'trainer = L.Trainer(..., callbacks=[LightningCallback(log_dir="runs/lightning")])',
+        'trainer = L.Trainer(..., callbacks=[LightningCallback()])',
     ]),
     "hf_trainer": ("ntjax.bridges.torch.HFTrainerCallback", [
         "from ntjax.bridges.torch import HFTrainerCallback",
-        'trainer.add_callback(HFTrainerCallback(log_dir="runs/hf"))  # or Trainer(..., callbacks=[...])',
+        'trainer.add_callback(HFTrainerCallback())  # or Trainer(..., callbacks=[...])',
     ]),
     "keras": ("ntjax.bridges.tensorflow.KerasCallback", [
         "from ntjax.bridges.tensorflow import KerasCallback",
-        'model.fit(..., callbacks=[KerasCallback(log_dir="runs/keras")])',
+        'model.fit(..., callbacks=[KerasCallback()])',
     ]),
     "tf_tape": ("ntjax.bridges.tensorflow.TFMonitor", [
         "from ntjax.bridges.tensorflow import TFMonitor",
-        'monitor = TFMonitor("runs/tf", model=model, optimizer=optimizer)',
+        'monitor = TFMonitor(model=model, optimizer=optimizer)',
         "monitor.log(step, loss, grads, model.trainable_variables)  # before optimizer.apply_gradients",
     ]),
     "jax": ("ntjax (native)", [
@@ -156,5 +157,9 @@ def detect(script: str | Path) -> Detection:
     flavours = _flavours(set(frameworks), modules, names)
     framework = frameworks[0] if len(frameworks) == 1 else "mixed" if frameworks else "unknown"
     bridges = [{"flavour": f, "bridge": SNIPPETS[f][0], "lines": SNIPPETS[f][1]} for f in flavours]
+    for b in bridges:
+        if b["flavour"] == "pytorch":  # a plain loop: lines in the script's own names
+            names = detect_names.torch_names(_parse(path))
+            b["lines"], b["names"] = detect_names.torch_lines(names), dataclasses.asdict(names)
     return Detection(script=str(path), framework=framework, frameworks=frameworks, flavours=flavours,
                      imports=imports, files_read=list(scans), bridges=bridges, monitored=monitored)

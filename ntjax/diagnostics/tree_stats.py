@@ -1,5 +1,6 @@
-"""Pure per-step diagnostics on pytrees of arrays: the one implementation that JAX steps and the PyTorch
-and TensorFlow bridges all use (the bridges hand their tensors over with DLPack, zero-copy on CPU).
+"""Pure per-step diagnostics on pytrees of arrays, computed inside ntjax's jitted steps. The PyTorch and
+TensorFlow bridges compute the same quantities from per-tensor reductions made on their own device
+(`ntjax.diagnostics.tree_stats.reduced`, numpy only: no JAX runs in a user's training process).
 
 Every function is jit-able and returns arrays; names are parameter paths joined with dots
 (`blocks.0.attn.qkv.kernel`).

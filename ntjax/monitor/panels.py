@@ -35,6 +35,7 @@ class Status:
     warnings: list[str]
     last_write_age_s: float | None
     finished: bool
+    ended_as: str | None = None  # "finished" / "crashed" when the run folder's status.json says so
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,7 +81,8 @@ def active_warnings(table: RunTable) -> list[str]:
     return out
 
 
-def run_status(table: RunTable, total: int | None = None, finished: bool = False, now: float | None = None) -> Status:
+def run_status(table: RunTable, total: int | None = None, finished: bool = False, ended_as: str | None = None,
+               now: float | None = None) -> Status:
     """The status panel's numbers for a run read so far (`total`: the planned steps; `finished`: the run
     has ended), computed from the table alone."""
     now = time.time() if now is None else now
@@ -102,7 +104,7 @@ def run_status(table: RunTable, total: int | None = None, finished: bool = False
                   latest={n: v for n in ("train/loss", "train/lr", "train/grad_norm")
                           if (v := _last(table, n)) is not None},
                   latest_eval=latest_eval, warnings=active_warnings(table),
-                  last_write_age_s=now - max(times) if times else None, finished=finished)
+                  last_write_age_s=now - max(times) if times else None, finished=finished, ended_as=ended_as)
 
 
 def _num(x: float | None, spec: str = ".4g") -> str:
@@ -120,7 +122,8 @@ def _duration(seconds: float | None) -> str:
 def status_lines(st: Status) -> list[str]:
     """The status panel as plain lines."""
     of = f"/{st.total_steps}" if st.total_steps else ""
-    state = "finished" if st.finished else ("waiting for the first log line" if st.step is None else "running")
+    state = ((st.ended_as or "finished") if st.finished
+             else "waiting for the first log line" if st.step is None else "running")
     lines = [f"run: {st.source} ({st.format}, {state})",
              f"step: {_num(st.step, 'd') if st.step is not None else '—'}{of}   "
              f"rate: {_num(st.steps_per_s, '.3g')} steps/s   ETA: {_duration(st.eta_s)}   "

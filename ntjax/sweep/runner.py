@@ -7,11 +7,12 @@ coordinator starts N of them (and a user can start more on other machines agains
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -67,6 +68,18 @@ def worker_command(out_dir: Path, storage_url: str, study_name: str, budget: Bud
     return cmd + (["--deadline", repr(budget.deadline)] if budget.deadline else [])
 
 
+def worker_env(workers: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of one of `workers` worker processes sharing one accelerator: each may preallocate
+    only 0.9 / workers of its memory (JAX's default is 75 % each, so a second worker would run out). A
+    memory setting the user made (`XLA_PYTHON_CLIENT_MEM_FRACTION`, `XLA_PYTHON_CLIENT_PREALLOCATE`,
+    `XLA_PYTHON_CLIENT_ALLOCATOR`) is kept as it is."""
+    env = dict(os.environ if environ is None else environ)
+    mine = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_ALLOCATOR")
+    if workers > 1 and not any(k in env for k in mine):
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / workers:.3f}"
+    return env
+
+
 def _run_processes(study: optuna.Study, recipe: Recipe, out_dir: Path, storage_url: str, study_name: str,
                    budget: Budget, workers: int, heartbeat_s: int, say: Callable[[str], None]) -> None:
     """Start the worker processes (their output in OUT/worker_N.log), report trials as they finish, and
@@ -77,7 +90,7 @@ def _run_processes(study: optuna.Study, recipe: Recipe, out_dir: Path, storage_u
         for i in range(workers):
             log = open(out_dir / f"worker_{i}.log", "ab")
             procs.append(subprocess.Popen(worker_command(out_dir, storage_url, study_name, budget, i, heartbeat_s),
-                                          stdout=log, stderr=subprocess.STDOUT))
+                                          stdout=log, stderr=subprocess.STDOUT, env=worker_env(workers)))
             log.close()
         while procs:
             time.sleep(1.0)
