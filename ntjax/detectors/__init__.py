@@ -10,7 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from ntjax.detectors import curve, relations
+from ntjax.context import read_context
+from ntjax.detectors import context_findings, curve, relations
 from ntjax.findings import Finding, fmt, is_healthy, ranked
 from ntjax.runtable import RunTable, Series
 
@@ -138,6 +139,13 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         for name in table.names():
             if name.startswith("eval/") and name != "eval/loss":
                 findings += relations.detect_metric_disagreement(eval_.finite(), table.series[name].finite())
+    ctx = read_context(table)
+    if primary and not any(f.kind in ("divergence", "nan") for f in findings):
+        trivial = context_findings.detect_trivial_solution(table.series[primary], ctx)
+        if trivial:  # the trivial level explains the flat loss: one finding, not three
+            findings = [f for f in findings if f.kind not in ("plateau", "underfitting")
+                        or f.metric != primary] + trivial
+    findings += context_findings.detect_resume_regression(train, eval_, ctx)
     comparisons = []
     if baseline is not None:
         for name in ("eval/loss", "train/loss"):
