@@ -32,7 +32,9 @@ def detect_trivial_solution(s: Series, ctx: RunContext) -> list[Finding]:
         return []
     baselines = dict(ctx.baselines)
     k = uniform_match(level, TRIVIAL_MATCH / 2)
-    if k and ctx.task != "regression":
+    # Without the vocabulary or class count, ln k of a common size counts only when the run also started
+    # there (a fresh model predicts uniformly): a loss that merely passes ln 65 on its way down is no evidence.
+    if k and ctx.task != "regression" and abs(float(fin.value[0]) / np.log(k) - 1) <= 3 * TRIVIAL_MATCH:
         baselines.setdefault(f"ln {k} (uniform over {k} classes/tokens)", float(np.log(k)))
     best = min(baselines.items(), key=lambda kv: abs(kv[1] - level) / kv[1], default=None)
     if best is None or abs(best[1] - level) / best[1] > TRIVIAL_MATCH:
