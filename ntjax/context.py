@@ -174,22 +174,26 @@ def resume_points(table: RunTable) -> list[ResumePoint]:
             st, tt = loss.step[ok], t[ok]
             dt = np.diff(tt) / np.maximum(np.diff(st), 1)
             med = float(np.median(dt[dt > 0])) if np.any(dt > 0) else 0.0
-            gaps = np.flatnonzero((np.diff(tt) > max(RESUME_MIN_GAP_S, RESUME_TIME_GAP * med * 1)) &
-                                  (np.diff(tt) > RESUME_TIME_GAP * med * np.maximum(np.diff(st), 1)))
+            step_dt = np.diff(tt)
+            gaps = np.flatnonzero(step_dt > np.maximum(RESUME_MIN_GAP_S,
+                                                       RESUME_TIME_GAP * med * np.maximum(np.diff(st), 1)))
             for g in gaps[:3]:
-                out.append(ResumePoint(int(st[g + 1]), f"a {np.diff(tt)[g]:.0f} s pause in wall-clock time "
+                out.append(ResumePoint(int(st[g + 1]), f"a {step_dt[g]:.0f} s pause in wall-clock time "
                                                        f"before step {int(st[g + 1])} (a restart)"))
     lr = table.get("train/lr")
     if lr is not None and len(lr.finite()) >= 5:
         s = lr.finite()
         v = np.maximum(s.value, 1e-30)
-        peak_i = int(np.argmax(v))
-        running_min = np.minimum.accumulate(v)
-        for i in range(max(peak_i, 1), v.size):
-            if v[i] > 0 and math.log(v[i] / running_min[i - 1]) >= LR_RESTART and running_min[i - 1] < 0.7 * v[peak_i] \
-                    and v[i - 1] <= running_min[i - 1] * 1.01:
-                out.append(ResumePoint(int(s.step[i]), f"the LR jumped back up {running_min[i - 1]:.3g} -> "
-                                                       f"{v[i]:.3g} at step {int(s.step[i])} (schedule restarted)"))
+        top = float(v.max())
+        peak_i = int(np.argmax(v >= 0.9 * top))  # the first peak (a restarted schedule peaks again)
+        low_i = peak_i
+        for i in range(peak_i + 1, v.size):
+            if v[i] <= v[low_i]:
+                low_i = i
+            elif v[low_i] < 0.7 * top and math.log(v[i] / v[low_i]) >= LR_RESTART:
+                out.append(ResumePoint(int(s.step[low_i + 1]),
+                                       f"the LR jumped back up from {v[low_i]:.3g} at step {int(s.step[low_i])} to "
+                                       f"{v[i]:.3g} at step {int(s.step[i])} (the schedule restarted)"))
                 break
     out.sort(key=lambda r: r.step)
     merged: list[ResumePoint] = []
