@@ -234,3 +234,32 @@ def test_calibration_sanity_on_generated_runs():
     before = _diagnose(tab).hypotheses[0]
     after = _diagnose(tab, {"slow"}).hypotheses[0]
     assert after.cause == before.cause and after.confidence >= before.confidence
+
+
+def _hist(std, lo=None, hi=None):
+    steps = np.arange(0, 1000, 50, dtype=float)
+    std = np.broadcast_to(np.asarray(std, float), steps.shape).copy()
+    return {"step": steps, "std": std, "mean": np.zeros_like(steps), "count": np.full(steps.shape, 1e4),
+            "min": -4 * std if lo is None else np.broadcast_to(lo, steps.shape),
+            "max": 4 * std if hi is None else np.broadcast_to(hi, steps.shape)}
+
+
+def test_gradient_histograms_dead_and_collapsing_layers():
+    tab = cg.table(cg.run("power_law", 0, 0.03))
+    decay = np.exp(-np.arange(20) / 1.5)  # one layer's gradient spread shrinks e^-13 over the run
+    tab.meta["histograms"] = {**{f"grad_hist/layers.{i}.weight": _hist(0.01) for i in range(4)},
+                              "grad_hist/layers.4.weight": _hist(0.0, 0.0, 0.0),
+                              "grad_hist/layers.5.weight": _hist(0.01 * decay)}
+    kinds = {f.kind: f for f in analyse(tab).findings}
+    assert "layers.4.weight" in kinds["dead_gradients"].evidence and kinds["dead_gradients"].severity == "warning"
+    assert "layers.5.weight" in kinds["collapsing_gradients"].evidence
+    assert _diagnose(tab).hypotheses[0].cause == "vanishing_gradients"
+
+
+def test_healthy_and_heavy_tailed_histograms_raise_no_warning():
+    tab = cg.table(cg.run("power_law", 0, 0.03))
+    tab.meta["histograms"] = {**{f"grad_hist/l.{i}.w": _hist(0.01 * (1 + i)) for i in range(4)},
+                              "grad_hist/emb.w": _hist(0.01, -2.0, 2.0)}
+    bad = [f for f in analyse(tab).findings if f.severity != "info"]
+    assert bad == []
+    assert any(f.kind == "heavy_tailed_gradients" for f in analyse(tab).findings)

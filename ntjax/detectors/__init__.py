@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from ntjax.context import read_context
-from ntjax.detectors import context_findings, curve, relations
+from ntjax.detectors import context_findings, curve, histograms, relations
 from ntjax.findings import Finding, fmt, is_healthy, ranked
 from ntjax.runtable import RunTable, Series
 
@@ -146,6 +146,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
             findings = [f for f in findings if f.kind not in ("plateau", "underfitting")
                         or f.metric != primary] + trivial
     findings += context_findings.detect_resume_regression(train, eval_, ctx)
+    findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []
     if baseline is not None:
         for name in ("eval/loss", "train/loss"):
