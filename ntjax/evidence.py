@@ -30,7 +30,7 @@ SGD_LR_HIGH_UNCLIPPED = 1.0  # plain SGD above 1 without clipping (with clipping
 DECOUPLED_WD_HIGH = 1.0  # AdamW-style decay coefficients live in 0..0.3
 COUPLED_WD_HIGH = 0.01  # L2 decay through the gradient (SGD, Adam): typical 5e-4..5e-3
 EPS_LARGE = 1e-4  # Adam eps this large turns it into SGD with a tiny LR
-NOISE_HIGH = 0.25  # per-step scatter of ln(loss) around its trend above 25%: the batch is tiny
+NOISE_HIGH = 0.15  # per-step scatter around the trend above 15% of the starting loss: the batch is tiny
 MEMORISE_DROP = 0.9  # train loss fell 90% while eval did not improve at all: the model saw one batch
 SYMPTOMS = {  # free-text pattern -> symptom
     "plateau": r"stuck|plateau|flat|not (decreas|improv|go(ing)? down|learn)|doesn'?t (decrease|learn|improve)",
@@ -96,6 +96,9 @@ def sig_divergence(table, analysis, ctx, symptoms):
     f = _finding(analysis, "divergence")
     if f is None:
         return None
+    if f.metric.startswith("eval") and table.get("train/loss") is None:
+        return Signal("eval_rise_only", 1.0, _say(f) + " (only eval loss is logged: a diverging run and an "
+                                                      "overfitting one look the same here)")
     early = f.start_step is not None and ctx.steps and f.start_step <= 0.1 * ctx.steps
     return Signal("divergence", 1.0, _say(f) + (" (from the first steps)" if early else ""))
 
@@ -111,21 +114,24 @@ def sig_no_learning(table, analysis, ctx, symptoms):
 
 
 def sig_noise(table, analysis, ctx, symptoms):
-    """Per-step scatter of the train loss around its trend: a tiny batch makes it huge."""
+    """Per-step scatter of the train loss around its trend, in units of its starting level: a tiny batch
+    makes it a large share of the loss itself. (In log units a loss near 0 always scatters widely; in
+    units of the starting loss it does not.)"""
     s = table.get("train/loss")
     if s is None or len(s.finite()) < 50:
         return None
     v = s.finite().value
-    if np.any(v <= 0):
+    start = float(np.median(v[:max(3, v.size // 20)]))
+    if start <= 0:
         return None
-    y = np.log(v)
-    resid = y - sm.rolling_median(y, sm.smooth_window(v.size, 0.05, 301))
-    sigma = sm.robust_sigma(resid)
-    if sigma < NOISE_HIGH:
+    resid = v - sm.rolling_median(v, sm.smooth_window(v.size, 0.05, 301))
+    rel = sm.robust_sigma(resid) / start
+    if rel < NOISE_HIGH:
         return None
-    return Signal("loss_noise", float(min(1.0, sigma / (2 * NOISE_HIGH))),
-                  f"train loss scatters {100 * sigma:.0f}% around its trend step to step (healthy batches: "
-                  f"under {100 * NOISE_HIGH:.0f}%)")
+    return Signal("loss_noise", float(min(1.0, rel / (2 * NOISE_HIGH))),
+                  f"train loss scatters {fmt(sm.robust_sigma(resid))} step to step around its trend, "
+                  f"{100 * rel:.0f}% of its starting level {fmt(start)} (healthy batches: under "
+                  f"{100 * NOISE_HIGH:.0f}%)")
 
 
 def sig_memorise(table, analysis, ctx, symptoms):
@@ -363,6 +369,8 @@ def missing_inputs(table: RunTable, ctx: RunContext) -> dict[str, str]:
     """What was not logged, keyed by the evidence it would have given."""
     names = table.names()
     out = {}
+    if table.get("train/loss") is None:
+        out["train"] = "the train loss (train/loss) next to the eval loss"
     if not any(n.startswith("grad_norm/") for n in names):
         out["layers"] = "per-layer grad norms (grad_norm/<layer>)"
     if table.get("train/grad_norm") is None:

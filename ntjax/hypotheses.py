@@ -35,8 +35,8 @@ LR_FAR_BELOW = 0.1
 LR_ABSURD = 0.1
 # Which missing inputs would have informed which cause (for "insufficient evidence: log ...").
 NEEDS = {"vanishing_gradients": ("layers",), "gradient_explosion": ("grad_norm", "layers"),
-         "lr_too_high": ("lr", "updates", "grad_norm"), "lr_too_low": ("lr", "updates"),
-         "insufficient_warmup": ("lr",), "overfitting": ("eval",), "underfitting": ("eval",),
+         "lr_too_high": ("train", "lr", "updates", "grad_norm"), "lr_too_low": ("lr", "updates"),
+         "insufficient_warmup": ("lr",), "overfitting": ("eval", "train"), "underfitting": ("eval",),
          "data_pipeline": ("eval",), "label_noise": ("eval",), "weight_decay": ("config",),
          "initialization": ("config",), "lr_schedule": ("lr",), "batch_size": ("config",),
          "numerical_precision": ("grad_norm",)}
@@ -222,8 +222,9 @@ def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: st
     if len(out) >= 2 and out[0].confidence - out[1].confidence < TIE_MARGIN:
         tied = [h for h in out if out[0].confidence - h.confidence < TIE_MARGIN]
         tie = (f"tie: {' and '.join(h.cause for h in tied)} are within {TIE_MARGIN:.0%} "
-               f"({', '.join(f'{h.confidence:.2f}' for h in tied)}); the evidence does not separate them, the "
-               f"order shown is alphabetical among equals. Try the first fix; if nothing changes, the next")
+               f"({', '.join(f'{h.confidence:.2f}' for h in tied)}); the evidence does not separate them (the order "
+               f"is by confidence alone, alphabetical where equal). Try the cheapest fix first; if nothing "
+               f"changes, the next")
         for h in tied:
             h.evidence.append(f"tied with {', '.join(t.cause for t in tied if t is not h)}: see `tie`")
     missing = missing_inputs(table, ctx)
