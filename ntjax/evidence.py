@@ -92,6 +92,15 @@ def _per_layer(table: RunTable, prefix: str) -> dict[str, float]:
 
 
 # --- curve shape
+def sig_trouble(table, analysis, ctx, symptoms):
+    """Any warning or critical finding: whatever the cause, the run is not healthy."""
+    bad = [f for f in analysis.findings if f.severity != "info"]
+    if not bad:
+        return None
+    kinds = ", ".join(dict.fromkeys(f"{f.kind} ({f.severity})" for f in bad))
+    return Signal("trouble", 1.0, f"the curves are not healthy: {kinds}")
+
+
 def sig_divergence(table, analysis, ctx, symptoms):
     f = _finding(analysis, "divergence")
     if f is None:
@@ -342,7 +351,7 @@ def sig_symptom(name: str) -> SignalFn:
 
 
 SIGNALS: tuple[SignalFn, ...] = (
-    sig_divergence, _from_finding("nan"), _from_finding("spike", "spikes", train_only=True),
+    sig_trouble, sig_divergence, _from_finding("nan"), _from_finding("spike", "spikes", train_only=True),
     _from_finding("oscillation"), _from_finding("short_warmup"), _from_finding("lr_loss_correlation", "lr_loss_rise"),
     _from_finding("overfitting"), _from_finding("underfitting"), _from_finding("slow_convergence"),
     _from_finding("plateau", "plateau_stalled"), sig_no_learning, sig_trivial,

@@ -93,20 +93,30 @@ def config_evidence(config: dict | None) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def _terms(spec: dict, signals: list[Signal]) -> tuple[float, list[dict]]:
+    """A class's logit (prior plus weighted signals) and its rows."""
+    z, rows = float(spec.get("prior", 0.0)), []
+    for s in signals:
+        w = spec["weights"].get(s.name)
+        if w:
+            rows.append({"signal": s.name, "value": round(s.value, 3), "weight": w,
+                         "log_odds": round(w * s.value, 2), "evidence": s.evidence})
+            z += w * s.value
+    return z, rows
+
+
 def scores(signals: list[Signal], weights: dict | None = None) -> tuple[dict[str, float], dict[str, list[dict]]]:
-    """Per cause: the log-odds against healthy and the contributions that make it up."""
+    """Per cause: the log-odds against "healthy" and the contributions that make it up. The healthy class
+    has its own terms (warning findings count against it); they enter each cause's log-odds negated."""
     weights = weights or load_weights()
+    z_h, rows_h = _terms(weights.get("healthy", {"prior": 0.0, "weights": {}}), signals)
+    against_healthy = [{**r, "signal": f"not healthy: {r['signal']}", "weight": -r["weight"],
+                        "log_odds": -r["log_odds"]} for r in rows_h]
     logits, parts = {}, {}
     for cause, spec in weights["causes"].items():
-        z = float(spec["prior"])
-        rows = []
-        for s in signals:
-            w = spec["weights"].get(s.name)
-            if w:
-                rows.append({"signal": s.name, "value": round(s.value, 3), "weight": w,
-                             "log_odds": round(w * s.value, 2), "evidence": s.evidence})
-                z += w * s.value
-        logits[cause], parts[cause] = z, rows
+        z, rows = _terms({"weights": spec["weights"]}, signals)
+        logits[cause] = float(spec["prior"]) + z - z_h
+        parts[cause] = rows + against_healthy
     return logits, parts
 
 
@@ -207,7 +217,7 @@ def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: st
     cfg = config_evidence(table.meta.get("config"))
     out = []
     for cause, p in sorted(probs.items(), key=lambda kv: (-kv[1], kv[0])):
-        support = [c for c in parts[cause] if c["log_odds"] > 0]
+        support = [c for c in parts[cause] if c["log_odds"] > 0 and not c["signal"].startswith("not healthy")]
         if p < MIN_CONFIDENCE or not support:
             continue
         prior = float(weights["causes"][cause]["prior"])

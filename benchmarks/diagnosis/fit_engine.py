@@ -62,18 +62,20 @@ def targets(item: dict) -> set[str]:
 
 
 class Model:
-    """The engine's log-linear model as arrays: priors b (C), weights W (C x S) on a fixed mask."""
+    """The engine's log-linear model as arrays: "healthy" (prior fixed at 0) then the causes; priors b (C)
+    and weights W ((1 + C) x S) on a fixed mask."""
 
     def __init__(self, weights: dict, signals: list[str]):
         self.causes = list(weights["causes"])
         self.signals = signals
-        C, S = len(self.causes), len(signals)
-        self.b0 = np.array([weights["causes"][c]["prior"] for c in self.causes], float)
-        self.W0 = np.zeros((C, S))
-        self.mask = np.zeros((C, S), bool)
-        for i, c in enumerate(self.causes):
+        specs = [weights.get(HEALTHY, {"prior": 0.0, "weights": {}})] + [weights["causes"][c] for c in self.causes]
+        K, S = len(specs), len(signals)
+        self.b0 = np.array([spec["prior"] for spec in specs[1:]], float)
+        self.W0 = np.zeros((K, S))
+        self.mask = np.zeros((K, S), bool)
+        for i, spec in enumerate(specs):
             for j, s in enumerate(signals):
-                w = weights["causes"][c]["weights"].get(s)
+                w = spec["weights"].get(s)
                 if w is not None:
                     self.W0[i, j], self.mask[i, j] = w, True
 
@@ -87,8 +89,8 @@ class Model:
         return np.concatenate([b, W[self.mask]])
 
     def logits(self, X: np.ndarray, b: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """(n, 1 + C) with "healthy" in column 0 at log-odds 0."""
-        return np.concatenate([np.zeros((X.shape[0], 1)), X @ W.T + b], axis=1)
+        """(n, 1 + C): "healthy" in column 0 with prior 0."""
+        return X @ W.T + np.concatenate([[0.0], b])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -105,8 +107,8 @@ def fit(model: Model, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndar
         hit = (p * Y).sum(axis=1)
         nll = -np.sum(np.log(np.maximum(hit, 1e-12)))
         q = p * Y / np.maximum(hit, 1e-12)[:, None]
-        g = (p - q)[:, 1:]  # d nll / d logits of the causes
-        gb = g.sum(axis=0) + 2 * L2_PRIOR * (b - model.b0)
+        g = p - q  # d nll / d logits
+        gb = g[:, 1:].sum(axis=0) + 2 * L2_PRIOR * (b - model.b0)
         gW = g.T @ X + 2 * L2_WEIGHT * (W - model.W0)
         reg = L2_PRIOR * np.sum((b - model.b0) ** 2) + L2_WEIGHT * np.sum(((W - model.W0) * model.mask) ** 2)
         return nll + reg, model.pack(gb, gW)
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             kept.append(it)
         except Exception as e:  # an unreadable run is reported, not fitted
             print(f"skip {it['id']}: {e}", file=sys.stderr)
-    signals = sorted({s for c in hand["causes"].values() for s in c["weights"]})
+    signals = sorted({s for c in [*hand["causes"].values(), hand.get(HEALTHY, {"weights": {}})]
+                      for s in c["weights"]})
     model = Model(hand, signals)
     X = np.array([[f.get(s, 0.0) for s in signals] for f in feats])
     classes = [HEALTHY] + model.causes
@@ -166,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                                    f"of {labels_file.name} (L2 {L2_WEIGHT} toward the hand-set weights; "
                                    f"temperature from {FOLDS}-fold out-of-fold predictions)",
            "temperature": round(temperature, 4), "n_dev": int(known.sum()),
+           HEALTHY: {"prior": 0.0, "weights": {s: round(float(W[0, j]), 3) for j, s in enumerate(signals)
+                                               if model.mask[0, j]}},
            "causes": {c: {"prior": round(float(b[i]), 3),
-                          "weights": {s: round(float(W[i, j]), 3) for j, s in enumerate(signals)
-                                      if model.mask[i, j]}} for i, c in enumerate(model.causes)},
+                          "weights": {s: round(float(W[i + 1, j]), 3) for j, s in enumerate(signals)
+                                      if model.mask[i + 1, j]}} for i, c in enumerate(model.causes)},
            "hand": hand}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     p = _softmax(Z / temperature)
