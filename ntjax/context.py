@@ -20,7 +20,11 @@ ADAM_TYPE = re.compile(r"adam|nadam|radam|lamb|adabelief|adan|sophia", re.I)
 SGD_TYPE = re.compile(r"^(sgd|momentum|nesterov)", re.I)
 RESUME_TIME_GAP = 20.0  # a wall-clock gap of 20x the median step time (and over a minute): the run restarted
 RESUME_MIN_GAP_S = 60.0
-LR_RESTART = math.log(2)  # the LR more than doubles after having decayed (not during warmup): a restart
+LEVEL_SHIFT_RISE = 0.08  # eval 8% above the two evals before, and train 8% above its level just before
+LEVEL_SHIFT_MAX = 1.5  # a restart costs up to ~1.5x; a taller step is a spike
+LEVEL_SHIFT_WINDOW = 0.05  # train levels compared over 5% of the run on each side
+LR_RESTART = math.log(2)
+LR_RESTART_TO_PEAK = math.log(1.3)  # back to its earlier peak in one step after decaying 30%: a restart  # the LR more than doubles after having decayed (not during warmup): a restart
 
 
 @dataclasses.dataclass
@@ -29,6 +33,7 @@ class ResumePoint:
 
     step: int
     what: str
+    kind: str = "restart"  # restart (clock gap, schedule back to its peak, loss level shift) | lr_raised
 
 
 @dataclasses.dataclass
@@ -135,7 +140,7 @@ def architecture(config: dict, names: list[str]) -> str:
         return "transformer"
     if re.search(r"lstm|gru|\brnn|rnnbase|elman", text):
         return "rnn"
-    if re.search(r"attention|transformer|gpt|bert|llama|t5|vit|whisper|block", text) or \
+    if re.search(r"attention|transformer|gpt|bert|llama|\bt5|vit\b|whisper|mistral|qwen", text) or \
             any(n.startswith(("attn_", "attn/")) for n in names):
         return "transformer"
     if re.search(r"conv|resnet|vgg|pool", text):
@@ -184,25 +189,74 @@ def resume_points(table: RunTable) -> list[ResumePoint]:
     if lr is not None and len(lr.finite()) >= 5:
         s = lr.finite()
         v = np.maximum(s.value, 1e-30)
-        top = float(v.max())
-        peak_i = int(np.argmax(v >= 0.9 * top))  # the first peak (a restarted schedule peaks again)
-        low_i = peak_i
-        for i in range(peak_i + 1, v.size):
+        rises = np.diff(v) > 0
+        # the initial warmup: a steady climb from the first point (every step up) is not a restart
+        warm_end = int(np.argmin(rises)) if not rises.all() else v.size - 1
+        warm_end = warm_end if rises[:max(warm_end, 1)].all() and v[0] < 0.5 * v[warm_end] else 0
+        low_i = warm_end
+        for i in range(warm_end + 1, v.size):
             if v[i] <= v[low_i]:
                 low_i = i
-            elif v[low_i] < 0.7 * top and math.log(v[i] / v[low_i]) >= LR_RESTART:
+            elif math.log(v[i] / v[low_i]) >= LR_RESTART or (
+                    v[i] >= 0.9 * float(v[:i].max()) and math.log(v[i] / v[low_i]) >= LR_RESTART_TO_PEAK):
+                what = ("jumped back up" if v[low_i] < 0.7 * float(v[:i].max()) else "jumped up")
                 out.append(ResumePoint(int(s.step[low_i + 1]),
-                                       f"the LR jumped back up from {v[low_i]:.3g} at step {int(s.step[low_i])} to "
-                                       f"{v[i]:.3g} at step {int(s.step[i])} (the schedule restarted)"))
+                                       f"the LR {what} from {v[low_i]:.3g} at step {int(s.step[low_i])} to "
+                                       f"{v[i]:.3g} at step {int(s.step[i])}" +
+                                       (" (the schedule restarted)" if what == "jumped back up" else
+                                        " (a config change)"),
+                                       "restart" if what == "jumped back up" else "lr_raised"))
                 break
+    if not out and (lr is None or len(lr.finite()) < 5):
+        out += level_shifts(table)
     out.sort(key=lambda r: r.step)
     merged: list[ResumePoint] = []
     for r in out:  # a restart that also restarted the LR is one event with two facts
         if merged and abs(r.step - merged[-1].step) <= max(2, 0.01 * (r.step or 1)):
-            merged[-1] = ResumePoint(merged[-1].step, merged[-1].what + "; " + r.what)
+            merged[-1] = ResumePoint(merged[-1].step, merged[-1].what + "; " + r.what, "restart")
         else:
             merged.append(r)
     return merged
+
+
+def _med(s, lo: float, hi: float) -> float | None:
+    keep = (s.step >= lo) & (s.step < hi)
+    return float(np.median(s.value[keep])) if keep.sum() >= 2 else None
+
+
+def level_shifts(table: RunTable) -> list[ResumePoint]:
+    """Without an LR or a clock, a restart shows only as train loss stepping up and staying up (a spike is
+    gone within a few percent of the run), with the eval loss up too."""
+    tr, ev = table.get("train/loss"), table.get("eval/loss")
+    if tr is None or ev is None or len(tr.finite()) < 60 or len(ev.finite()) < 4:
+        return []
+    tr, ev = tr.finite(), ev.finite()
+    if np.any(tr.value <= 0):
+        return []
+    y = np.log(tr.value)
+    n = y.size
+    w = max(5, int(LEVEL_SHIFT_WINDOW * n))
+    sm_y = np.array([np.median(y[max(0, i - 1):i + 2]) for i in range(n)])
+    best = None
+    for c in range(2 * w, n - 3 * w):
+        before = float(np.median(y[c - w:c]))
+        now = float(np.median(y[c:c + w]))
+        later = float(np.median(y[c + w:c + 3 * w]))
+        peak = float(np.max(sm_y[c:c + w]))
+        if now - before >= math.log(1 + 2 * LEVEL_SHIFT_RISE) and later - before >= math.log(1 + LEVEL_SHIFT_RISE) \
+                and peak - before <= math.log(LEVEL_SHIFT_MAX):  # taller is a spike
+            if best is None or now - before > best[1]:
+                best = (c, now - before)
+    if best is None:
+        return []
+    c = best[0]
+    cut = int(tr.step[c])
+    e_before = ev.value[ev.step < cut]
+    e_after = ev.value[ev.step >= cut]
+    if e_before.size == 0 or e_after.size < 2 or float(np.median(e_after[:2])) < (1 + LEVEL_SHIFT_RISE / 2) * e_before[-1]:
+        return []
+    return [ResumePoint(cut, f"train loss stepped up x{math.exp(best[1]):.2f} at step {cut} and stayed up, eval loss "
+                             f"with it (a restart or a config change; no LR or clock logged to say which)")]
 
 
 def read_context(table: RunTable) -> RunContext:

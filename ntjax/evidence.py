@@ -24,12 +24,13 @@ UPDATE_RATIO_HIGH = 1e-2  # |update|/|param| per step above 1e-2 rewrites weight
 UPDATE_RATIO_LOW = 1e-5  # below 1e-5 weights barely move (healthy ~1e-3)
 ATTN_LOGIT_HIGH = 200.0  # logits in the hundreds and still doubling (Dehghani et al. 2023)
 ATTN_LOGIT_GROWTH = 2.0
-INIT_LOSS_EXCESS = 1.2  # first loss 20% above the uniform baseline: the output logits start too large
+INIT_LOSS_EXCESS = 1.05  # first loss 5% above the uniform baseline: the output logits start too large
 ADAM_LR_ABSURD = 0.03  # an Adam-type LR of 0.03 or more is too high for almost any network
 SGD_LR_HIGH_UNCLIPPED = 1.0  # plain SGD above 1 without clipping (with clipping, lr 20 on an LSTM is fine)
 DECOUPLED_WD_HIGH = 1.0  # AdamW-style decay coefficients live in 0..0.3
-COUPLED_WD_HIGH = 0.01  # L2 decay through the gradient (SGD, Adam): typical 5e-4..5e-3
+WD_SHRINK_HIGH = 1e-3  # lr * wd: weights lose 0.1% per step to decay (half-life ~700 steps); typical 3e-5
 EPS_LARGE = 1e-4  # Adam eps this large turns it into SGD with a tiny LR
+EVAL_BELOW_TRAIN = 0.9  # eval loss under 90% of train loss
 NOISE_HIGH = 0.15  # per-step scatter around the trend above 15% of the starting loss: the batch is tiny
 MEMORISE_DROP = 0.9  # train loss fell 90% while eval did not improve at all: the model saw one batch
 SYMPTOMS = {  # free-text pattern -> symptom
@@ -39,6 +40,7 @@ SYMPTOMS = {  # free-text pattern -> symptom
     "spiky": r"spik|unstable|instab|jump|noisy|oscillat",
     "overfitting": r"overfit|val(idation)?[ _]loss (goes |is )?(up|ris|increas)|gap|memori",
     "diverging": r"diverg|explod|blow|increas|goes up|rising",
+    "resume": r"resum|restart|checkpoint|reload",
 }
 NORM_OR_BIAS = re.compile(r"(^|[._/])(ln\w*|norm\w*|layernorm|bn\d*|bias|scale|gamma|beta)($|[._/])", re.I)
 EMBEDDING = re.compile(r"emb|wte|wpe|encoder\.weight$|token", re.I)
@@ -74,9 +76,21 @@ def _say(f: Finding) -> str:
     return f"{f.kind} in {f.metric} at step {f.start_step}: {f.evidence}"
 
 
+def _at_resume(f: Finding | None, ctx: RunContext, table: RunTable) -> bool:
+    """A curve event that starts at a resume point is the resume's doing, not a cause of its own."""
+    if f is None or f.start_step is None or not ctx.resumes:
+        return False
+    span = max((float(s.step[-1]) for s in table.series.values() if len(s)), default=1.0)
+    return any(abs(f.start_step - r.step) <= max(3, 0.03 * span) for r in ctx.resumes if r.kind == "restart")
+
+
 def _from_finding(kind: str, name: str | None = None, train_only: bool = False) -> SignalFn:
     def signal(table, analysis, ctx, symptoms):
         f = _finding(analysis, kind, metric="train/loss" if train_only else None)
+        if kind != "resume_regression" and _at_resume(f, ctx, table):
+            return None
+        if kind in ("plateau", "underfitting") and _decayed_early(analysis):
+            return None  # explained by the LR schedule
         return Signal(name or kind, 1.0, _say(f)) if f else None
     signal.__name__ = name or kind
     return signal
@@ -103,7 +117,7 @@ def sig_trouble(table, analysis, ctx, symptoms):
 
 def sig_divergence(table, analysis, ctx, symptoms):
     f = _finding(analysis, "divergence")
-    if f is None:
+    if f is None or _at_resume(f, ctx, table):
         return None
     if f.metric.startswith("eval") and table.get("train/loss") is None:
         return Signal("eval_rise_only", 1.0, _say(f) + " (only eval loss is logged: a diverging run and an "
@@ -173,6 +187,87 @@ def sig_eval_tracks_chance(table, analysis, ctx, symptoms):
         return Signal("eval_never_improves", 1.0, f"eval loss best {fmt(e_best)} vs {fmt(float(e[0]))} at the first "
                       f"eval while train fell {fmt(t0)} -> {fmt(t1)}")
     return None
+
+
+def _decayed_early(analysis: Analysis) -> Finding | None:
+    return next((f for f in analysis.findings if f.kind == "plateau" and "decayed too early" in f.evidence), None)
+
+
+def sig_lr_decayed_early(table, analysis, ctx, symptoms):
+    """A plateau that starts where the LR has already fallen near 0 with much of the run left."""
+    f = _decayed_early(analysis)
+    return Signal("lr_decayed_early", 1.0, _say(f)) if f else None
+
+
+def sig_resume_point(table, analysis, ctx, symptoms):
+    """The run restarted or its schedule jumped (context), whether or not the loss got visibly worse."""
+    if not ctx.resumes:
+        return None
+    r = ctx.resumes[0]
+    if r.kind == "lr_raised":
+        return Signal("lr_raised", 1.0, f"the LR was raised mid-run at step {r.step}: {r.what}")
+    return Signal("resume_point", 1.0, f"resume at step {r.step}: {r.what}")
+
+
+def sig_nan_from_start(table, analysis, ctx, symptoms):
+    """Non-finite values from the first steps, before any loss rise: the arithmetic, not the LR."""
+    f = _finding(analysis, "nan")
+    s = table.get("train/loss")
+    if f is None or s is None or not len(s):
+        return None
+    span = max(1.0, float(s.step[-1] - s.step[0]))
+    if f.start_step is None or f.start_step - float(s.step[0]) > 0.05 * span:
+        return None
+    fin = s.finite()
+    before = fin.value[fin.step < f.start_step]
+    if before.size >= 3 and before[-1] > 1.5 * float(np.min(before)):
+        return None  # it rose first: an instability that ended in overflow
+    return Signal("nan_from_start", 1.0, f"non-finite from step {f.start_step} of {int(s.step[-1])}, with no rise "
+                                         f"before it: an overflow or underflow in the arithmetic")
+
+
+def sig_early_instability(table, analysis, ctx, symptoms):
+    """A blow-up (a spike of 3x or more, or a divergence) in the first 20% of the run."""
+    s = table.get("train/loss")
+    if s is None or not len(s):
+        return None
+    first, span = float(s.step[0]), max(1.0, float(s.step[-1] - s.step[0]))
+    for f in analysis.findings:
+        if f.kind in ("spike", "divergence") and f.metric == "train/loss" and f.start_step is not None \
+                and f.start_step - first <= 0.2 * span and not _at_resume(f, ctx, table):
+            m = re.search(r"\(x([0-9.]+)\)", f.evidence)
+            if f.kind == "divergence" or (m and float(m.group(1)) >= 3):
+                return Signal("early_instability", 1.0, f"{f.kind} at step {f.start_step}, in the first 20% of the "
+                                                        f"run: {f.evidence}")
+    return None
+
+
+def sig_zero_grads(table, analysis, ctx, symptoms):
+    """Weight matrices whose gradient is exactly zero: nothing reaches them (zero init, dead ReLUs)."""
+    layers = {k: v for k, v in _per_layer(table, "grad_norm/").items() if not NORM_OR_BIAS.search(k)}
+    if len(layers) < 2:
+        return None
+    zero = sorted(k for k, v in layers.items() if v == 0.0)
+    if len(zero) < max(1, len(layers) // 2):
+        return None
+    return Signal("zero_grad_layers", float(len(zero) / len(layers)),
+                  f"{len(zero)} of {len(layers)} weight matrices get exactly zero gradient: {', '.join(zero[:4])}")
+
+
+def sig_eval_below_train(table, analysis, ctx, symptoms):
+    """Eval loss well below train loss all run: the eval data is (partly) training data, or train is noisier."""
+    tr, ev = table.get("train/loss"), table.get("eval/loss")
+    if tr is None or ev is None or len(ev.finite()) < 3 or len(tr.finite()) < 10:
+        return None
+    tr, ev = tr.finite(), ev.finite()
+    later = ev.step >= ev.step[0] + 0.3 * (ev.step[-1] - ev.step[0])
+    t_at = np.interp(ev.step[later], tr.step, sm.rolling_median(tr.value, sm.smooth_window(len(tr), 0.05)))
+    ratio = float(np.median(ev.value[later] / np.maximum(t_at, 1e-12)))
+    if ratio > EVAL_BELOW_TRAIN:
+        return None
+    return Signal("eval_below_train", 1.0, f"eval loss is {100 * (1 - ratio):.0f}% below the train loss over the "
+                                           f"last 70% of the run: held-out data should not be easier than training "
+                                           f"data (a leak, or dropout/augmentation only in training)")
 
 
 # --- gradients and updates
@@ -308,17 +403,22 @@ def sig_config_lr(table, analysis, ctx, symptoms):
 
 
 def sig_config_wd(table, analysis, ctx, symptoms):
+    """Weight decay that shrinks the weights faster than they learn: the per-step shrink is lr * wd (torch's
+    AdamW and SGD alike); counted only when the curves are in trouble (a config alone is not a failure)."""
     wd = ctx.weight_decay
-    if wd is None or wd <= 0:
+    if wd is None or wd <= 0 or not any(f.severity != "info" for f in analysis.findings):
         return None
-    decoupled = ctx.family in ("lion", "adafactor", "muon") or "w" in (ctx.optimizer or "").lower()[-1:]
-    limit = DECOUPLED_WD_HIGH if decoupled else COUPLED_WD_HIGH
-    if wd < limit:
+    if ctx.lr:
+        shrink = ctx.lr * wd
+        if shrink < WD_SHRINK_HIGH:
+            return None
+        return Signal("config_wd_high", float(min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH) / 2)),
+                      f"config weight_decay {wd:g} at lr {ctx.lr:g}: weights shrink {100 * shrink:.2g}% per step "
+                      f"(half-life {math.log(2) / shrink:.0f} steps), faster than they learn")
+    if wd < DECOUPLED_WD_HIGH:
         return None
-    kind = "decoupled (AdamW-style)" if decoupled else "L2 through the gradient"
-    return Signal("config_wd_high", float(min(1.0, 0.5 + math.log10(wd / limit) / 2)),
-                  f"config weight_decay {wd:g} ({kind}, typical under {limit / 3:g}): weights shrink faster than "
-                  f"they learn")
+    return Signal("config_wd_high", 0.7, f"config weight_decay {wd:g} (typical under 0.3): weights shrink faster "
+                                         f"than they learn")
 
 
 def sig_config_warmup(table, analysis, ctx, symptoms):
@@ -356,6 +456,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     _from_finding("overfitting"), _from_finding("underfitting"), _from_finding("slow_convergence"),
     _from_finding("plateau", "plateau_stalled"), sig_no_learning, sig_trivial,
     _from_finding("resume_regression"), _from_finding("dead_gradients"), _from_finding("collapsing_gradients"),
+    sig_lr_decayed_early, sig_resume_point, sig_nan_from_start, sig_early_instability, sig_zero_grads, sig_eval_below_train,
     sig_noise, sig_memorise, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
     sig_config_warmup, sig_config_eps, sig_beta2_unstable,

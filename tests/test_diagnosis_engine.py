@@ -124,7 +124,7 @@ def test_trivial_solution_names_the_mean_predictor():
     a = analyse(_regression_table())
     f = next(f for f in a.findings if f.kind == "trivial_solution")
     assert f.severity == "warning" and "0.250 = the MSE of predicting the mean" in f.evidence
-    assert 1000 <= f.start_step <= 1500
+    assert 300 <= f.start_step <= 600  # where it settled: 0.25 + 0.6 exp(-t/100) is within 3% from t ~ 440
     assert "data_pipeline" in {h.cause for h in _diagnose(_regression_table()).hypotheses}
 
 

@@ -143,8 +143,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
     if primary and not any(f.kind in ("divergence", "nan") for f in findings):
         trivial = context_findings.detect_trivial_solution(table.series[primary], ctx)
         if trivial:  # the trivial level explains the flat loss: one finding, not three
-            findings = [f for f in findings if f.kind not in ("plateau", "underfitting")
-                        or f.metric != primary] + trivial
+            findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
     findings += context_findings.detect_resume_regression(train, eval_, ctx)
     findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []

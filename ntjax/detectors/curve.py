@@ -33,6 +33,7 @@ PLATEAU_SLOPE = 0.02  # improving under 2% per decade of steps is flat (healthy 
 PLATEAU_SLOPE_MAX = 0.08  # noisy curves get a looser threshold (2 standard errors), never above 8%
 PLATEAU_FLAT_SHARE = 0.8  # 80% of the later starts flat too: the flatness lasts to the end
 PLATEAU_MIN_SPAN = 0.2  # a plateau covers at least the last 20% of the run (shorter is noise)
+PLATEAU_WARN_POINTS = 6  # fewer flat points than this (a handful of evals) cannot establish a stall
 PLATEAU_WARN_SPAN = 0.3  # flat over 30% of the run while not converged wastes compute: warning
 PLATEAU_REGIME = 3.0  # a stall: it improved 3x faster before (a fine-tune that was flat all along is not stuck)
 PLATEAU_FIT_MIN_POINTS = 8  # a trend needs this many points before the flat part
@@ -40,7 +41,8 @@ PLATEAU_FIT_ERROR = 0.05  # and must fit them within 5% (median relative error) 
 PLATEAU_TREND_LEFT = 0.02  # the trend predicts under 2% more progress: it is near its floor
 PLATEAU_TREND_SHARE = 0.5  # the flat part fell at least half of what the trend predicts: on trend
 CONVERGED_FRACTION = 0.35  # a loss down to 35% of where it started has learned most of what it will
-LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected
+LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected...
+LR_EARLY_DECAY_SPAN = 0.35  # ...unless 35% or more of the run is left: then the schedule ended too early
 # --- oscillation
 OSC_AMPLITUDE = 0.05  # residual swings of 5% of the trend level...
 OSC_AUTOCORR = 0.6  # ...that persist from one point to the next (batch noise has ~0 autocorrelation)
@@ -57,10 +59,10 @@ UNIFORM_MATCH = 0.015  # a start within 1.5% of ln(k) is what a fresh model pred
 UNIFORM_STUCK_MATCH = 0.005  # a plateau within 0.5% of ln(k) is the uniform prediction itself
 COMMON_SIZES = (2, 10, 100, 1000, 65, 256, 30522, 32000, 32768, 50257, 50304, 65536, 100277, 128256,
                 151936)  # binary, digits/CIFAR-10, CIFAR-100, ImageNet, chars, bytes, common tokenizers
-SLOW_EARLY_SHARE = 0.35  # healthy runs make >35% of their progress in the first 20% of steps
+SLOW_EARLY_SHARE = 0.25  # healthy runs make >25% of their progress in the first 20% of steps (often >50%)
 SLOW_EARLY_FRACTION = 0.2
 SLOW_TAIL_SLOPE = 0.05  # still improving >5% per decade at the end: more steps would help
-SLOW_TOTAL_DROP = 0.5  # and the loss fell by less than half
+SLOW_TOTAL_DROP = 0.3  # and the loss fell by less than 30%
 SLOW_CONVERGED_DROP = 0.9  # a loss down 90% is not "slow", whatever its late slope in log space
 
 
@@ -295,12 +297,19 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
     converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
     annealed = lr_at is not None and lr_at(step[i]) is not None and lr_at(step[i]) <= LR_ANNEALED
+    # An LR near 0 with much of the run left is a schedule that decayed too early, not a final anneal.
+    too_early = annealed and span >= LR_EARLY_DECAY_SPAN
+    if too_early:
+        annealed = False
     decades = float(sm.log_step(step[i:i + 1])[0] - sm.log_step(step[:1])[0])
     before = math.log(start_level / level) / decades if decades > 0 and start_level > 0 and level > 0 else 0.0
     changed = before >= PLATEAU_REGIME * max(per_decade, PLATEAU_SLOPE)
     on_trend = follows_trend(step, value, i)
-    stalled = span >= PLATEAU_WARN_SPAN and not converged and not annealed and changed and not on_trend
+    stalled = span >= PLATEAU_WARN_SPAN and n - i >= PLATEAU_WARN_POINTS and not converged and not annealed and (
+        too_early or (changed and not on_trend))
     why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
+           f"the LR fell to {100 * lr_at(step[i]):.2g}% of its peak by step {int(step[i])} with {span:.0%} of the "
+           f"run left: the schedule decayed too early" if too_early else
            f"it follows the saturating power law fitted before step {int(step[i])} ({on_trend})" if on_trend else
            f"the run is stuck: {100 * before:.0f}% per decade before" if stalled else
            f"it moved slowly all run: {100 * before:.1f}% per decade before" if not changed else
