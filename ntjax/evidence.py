@@ -30,6 +30,7 @@ SGD_LR_HIGH_UNCLIPPED = 1.0  # plain SGD above 1 without clipping (with clipping
 DECOUPLED_WD_HIGH = 1.0  # AdamW-style decay coefficients live in 0..0.3
 WD_SHRINK_HIGH = 1e-3  # lr * wd: weights lose 0.1% per step to decay (half-life ~700 steps); typical 3e-5
 EPS_LARGE = 1e-4  # Adam eps this large turns it into SGD with a tiny LR
+NAN_RISE = 1.5  # the last points before a NaN 1.5x above the loss before them: it blew up first
 EVAL_BELOW_TRAIN = 0.9  # eval loss under 90% of train loss
 NOISE_HIGH = 0.15  # per-step scatter around the trend above 15% of the starting loss: the batch is tiny
 MEMORISE_DROP = 0.9  # train loss fell 90% while eval did not improve at all: the model saw one batch
@@ -209,21 +210,22 @@ def sig_resume_point(table, analysis, ctx, symptoms):
     return Signal("resume_point", 1.0, f"resume at step {r.step}: {r.what}")
 
 
-def sig_nan_from_start(table, analysis, ctx, symptoms):
-    """Non-finite values from the first steps, before any loss rise: the arithmetic, not the LR."""
+def sig_nan_without_rise(table, analysis, ctx, symptoms):
+    """Non-finite values with no loss rise before them: an overflow or underflow in the arithmetic (fp16,
+    a log of 0, a division), not an LR-driven blow-up, which climbs first."""
     f = _finding(analysis, "nan")
     s = table.get("train/loss")
-    if f is None or s is None or not len(s):
-        return None
-    span = max(1.0, float(s.step[-1] - s.step[0]))
-    if f.start_step is None or f.start_step - float(s.step[0]) > 0.05 * span:
+    if f is None or s is None or not len(s) or f.start_step is None:
         return None
     fin = s.finite()
     before = fin.value[fin.step < f.start_step]
-    if before.size >= 3 and before[-1] > 1.5 * float(np.min(before)):
-        return None  # it rose first: an instability that ended in overflow
-    return Signal("nan_from_start", 1.0, f"non-finite from step {f.start_step} of {int(s.step[-1])}, with no rise "
-                                         f"before it: an overflow or underflow in the arithmetic")
+    if before.size >= 3:
+        recent = before[-max(3, before.size // 10):]
+        if float(np.max(recent)) > NAN_RISE * float(np.median(before[-max(10, before.size // 3):])):
+            return None  # it climbed first: an instability that ended in overflow
+    where = "from the first steps" if before.size < 3 else f"at step {f.start_step} after a steady loss"
+    return Signal("nan_without_rise", 1.0, f"non-finite {where} ({f.metric}), with no rise before it: an "
+                                           f"overflow or underflow in the arithmetic")
 
 
 def sig_early_instability(table, analysis, ctx, symptoms):
@@ -359,7 +361,7 @@ def sig_initial_loss(table, analysis, ctx, symptoms):
     first = float(s.finite().value[0])
     if first <= INIT_LOSS_EXCESS * uniform:
         return None
-    return Signal("initial_loss_high", float(min(1.0, (first / uniform - 1))),
+    return Signal("initial_loss_high", float(min(1.0, 5 * (first / uniform - 1))),
                   f"first loss {fmt(first)} vs {fmt(uniform)} for uniform predictions: the output logits start "
                   f"too large")
 
@@ -456,7 +458,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     _from_finding("overfitting"), _from_finding("underfitting"), _from_finding("slow_convergence"),
     _from_finding("plateau", "plateau_stalled"), sig_no_learning, sig_trivial,
     _from_finding("resume_regression"), _from_finding("dead_gradients"), _from_finding("collapsing_gradients"),
-    sig_lr_decayed_early, sig_resume_point, sig_nan_from_start, sig_early_instability, sig_zero_grads, sig_eval_below_train,
+    sig_lr_decayed_early, sig_resume_point, sig_nan_without_rise, sig_early_instability, sig_zero_grads, sig_eval_below_train,
     sig_noise, sig_memorise, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
     sig_config_warmup, sig_config_eps, sig_beta2_unstable,
