@@ -414,9 +414,13 @@ def sig_config_wd(table, analysis, ctx, symptoms):
         shrink = ctx.lr * wd
         if shrink < WD_SHRINK_HIGH:
             return None
-        return Signal("config_wd_high", float(min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH) / 2)),
+        steps = max((float(s.step[-1]) for s in table.series.values() if len(s)), default=0.0)
+        # e-folds of pure decay over the run: 5 or more and the weights forget everything they learn
+        value = min(1.0, shrink * steps / 5) if steps else min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH))
+        return Signal("config_wd_high", float(value),
                       f"config weight_decay {wd:g} at lr {ctx.lr:g}: weights shrink {100 * shrink:.2g}% per step "
-                      f"(half-life {math.log(2) / shrink:.0f} steps), faster than they learn")
+                      f"(half-life {math.log(2) / shrink:.0f} steps, {shrink * steps:.1f} e-folds over the run), "
+                      f"faster than they learn")
     if wd < DECOUPLED_WD_HIGH:
         return None
     return Signal("config_wd_high", 0.7, f"config weight_decay {wd:g} (typical under 0.3): weights shrink faster "

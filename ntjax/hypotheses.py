@@ -29,7 +29,7 @@ __all__ = ["Hypothesis", "parse_symptoms", "config_evidence", "rank", "diagnose"
 WEIGHTS_FILE = Path(__file__).parent / "data" / "diagnosis_weights.json"
 MIN_CONFIDENCE = 0.05  # causes below 5% are not listed
 TIE_MARGIN = 0.05  # two causes within 5 points of confidence are a tie the evidence cannot break
-CONFIDENT = 0.5  # below this, the top cause comes with what to log to settle it
+CONFIDENT = 0.5  # below this, everything missing from the log is asked for
 LR_FAR_ABOVE = 10.0  # the fixes use the size-based rule when the LR is 10x off it
 LR_FAR_BELOW = 0.1
 LR_ABSURD = 0.1
@@ -240,8 +240,12 @@ def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: st
     missing = missing_inputs(table, ctx)
     insufficient = []
     bad = [f for f in analysis.findings if f.severity != "info"]
-    if (not out and bad) or (out and out[0].confidence < CONFIDENT):
-        wanted = [k for h in out[:3] for k in NEEDS.get(h.cause, ())] or list(missing)
+    if bad or out:
+        # what the top causes' checks need and the log lacks (always said: a confident cause can still be
+        # settled by a metric the log does not hold); below CONFIDENT, everything missing is asked for
+        wanted = [k for h in out[:3] for k in NEEDS.get(h.cause, ())]
+        if not out or out[0].confidence < CONFIDENT:
+            wanted += list(missing)
         insufficient = [f"insufficient evidence: log {missing[k]}" for k in dict.fromkeys(wanted) if k in missing]
         if not insufficient and not out:
             insufficient = ["insufficient evidence: the curves show " + ", ".join(

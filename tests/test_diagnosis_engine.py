@@ -204,8 +204,8 @@ def test_insufficient_evidence_names_what_to_log():
     tab = RunTable(source="plateau", format="synthetic")
     tab.add(make_series("train/loss", c["step"], c["train"]))
     d = _diagnose(tab)
-    assert all(h.confidence < 0.5 for h in d.hypotheses)
     assert d.insufficient and all(line.startswith("insufficient evidence: log ") for line in d.insufficient)
+    assert any("eval loss" in line for line in d.insufficient)  # what would tell underfitting from a stall
 
 
 GENERATED = [("divergence", 2500, {"lr_too_high", "gradient_explosion"}),

@@ -59,7 +59,7 @@ UNIFORM_MATCH = 0.015  # a start within 1.5% of ln(k) is what a fresh model pred
 UNIFORM_STUCK_MATCH = 0.005  # a plateau within 0.5% of ln(k) is the uniform prediction itself
 COMMON_SIZES = (2, 10, 100, 1000, 65, 256, 30522, 32000, 32768, 50257, 50304, 65536, 100277, 128256,
                 151936)  # binary, digits/CIFAR-10, CIFAR-100, ImageNet, chars, bytes, common tokenizers
-SLOW_EARLY_SHARE = 0.25  # healthy runs make >25% of their progress in the first 20% of steps (often >50%)
+SLOW_EARLY_SHARE = 0.35  # healthy runs make >35% of their progress in the first 20% of steps
 SLOW_EARLY_FRACTION = 0.2
 SLOW_TAIL_SLOPE = 0.05  # still improving >5% per decade at the end: more steps would help
 SLOW_TOTAL_DROP = 0.3  # and the loss fell by less than 30%
