@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parents[1]
 RUNS = ROOT / "runs"
-MAX_RUN_BYTES = 60_000  # per metrics.jsonl after thinning
+MAX_RUN_BYTES = 40_000  # per metrics.jsonl after thinning
 HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does training look ok?",
                     "check my training run", "any problems with these curves?")
 
