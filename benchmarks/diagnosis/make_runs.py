@@ -196,7 +196,8 @@ def _catalogue() -> None:
            "jumps from its annealed value back to the peak", ("lr_too_high",))
     _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
            {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
-           "after resuming the loss jumped up", "planted: the cosine schedule restarts at step 120 on resume",
+           "after resuming, the loss stopped improving for a while", "planted: the cosine schedule restarts at step 120 on "
+           "resume (LR 0.010 -> 0.020)",
            ("lr_too_high",))
     _torch("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300,
                                                        "restart_at": 200}, "lr_schedule",
@@ -290,6 +291,9 @@ def _store(src: Path, dst: Path) -> None:
     if (src / "config.json").exists():
         text = (src / "config.json").read_text().replace(str(REPO) + "/", "")
         (tmp / "config.json").write_text(text)
+    if dst.exists():  # another process made it meanwhile: keep the first
+        shutil.rmtree(tmp)
+        return
     tmp.rename(dst)  # atomic: a folder that exists is complete
 
 
@@ -325,9 +329,48 @@ def make_one(item_id: str) -> str:
     return f"{item_id}: {time.time() - t0:.0f}s {summary}"
 
 
+def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings whose onset the stored run itself fixes exactly: the first non-finite train loss (`nan`),
+    the eval-loss minimum when eval loss ends >10% above it while train loss kept falling, the step of a
+    planted schedule restart whose loss got visibly worse."""
+    path = RUNS / item["id"] / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
+    found = []
+    bad = [r["step"] for r in rows if "train/loss" in r and not number(r["train/loss"]) == number(r["train/loss"])
+           or "train/loss" in r and abs(number(r["train/loss"])) == float("inf")]
+    if bad:
+        found.append({"kind": "nan", "metric": "train/loss", "start_step": int(bad[0])})
+    evals = [(r["step"], number(r["eval/loss"])) for r in rows if "eval/loss" in r]
+    trains = [(r["step"], number(r["train/loss"])) for r in rows if "train/loss" in r]
+    if evals and trains and all(v == v for _, v in evals):
+        best = min(evals, key=lambda e: e[1])
+        near = sorted(v for s, v in trains if abs(s - best[0]) <= 5)
+        tail = sorted(v for _, v in trains[-max(1, len(trains) // 10):])
+        # eval ends >10% above its minimum while train loss kept falling: overfitting (whatever the cause)
+        if evals[-1][1] > 1.1 * best[1] and near and tail and tail[len(tail) // 2] < near[len(near) // 2]:
+            found.append({"kind": "overfitting", "metric": "eval/loss", "start_step": int(best[0])})
+    restart = FAULTS[item["id"]]["make"].get("torch", {}).get("restart_at")
+    if restart and item["id"] in VISIBLE_RESTARTS:
+        found.append({"kind": "resume_regression", "metric": "train/loss", "start_step": int(restart)})
+    return found
+
+
+# Restart runs whose loss got clearly worse after the restart (checked by eye on the stored curves).
+VISIBLE_RESTARTS = {"torch_mlp_sgd_schedule_restart"}
+
+
 def items() -> list[dict[str, Any]]:
-    """The catalogue's items as labels (no `make`)."""
-    return [{k: v for k, v in it.items() if k != "make"} for it in FAULTS.values()]
+    """The catalogue's items as labels (no `make`), with the findings their stored runs fix."""
+    out = []
+    for it in FAULTS.values():
+        label = {k: v for k, v in it.items() if k != "make"}
+        if not label["healthy"]:
+            label["findings"] = observed_findings(it)
+        out.append(label)
+    return out
 
 
 def main() -> None:
