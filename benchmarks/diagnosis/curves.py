@@ -55,6 +55,11 @@ def noisy(clean: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
     return clean * np.exp(sigma * rng.standard_normal(clean.shape))
 
 
+def _sig(a: np.ndarray, digits: int = 6) -> np.ndarray:
+    """Values to `digits` significant digits, as a logger printing them would keep (smaller files)."""
+    return np.array([float(f"{x:.{digits}g}") for x in np.asarray(a, dtype=float)])
+
+
 # ---- one curve ----------------------------------------------------------------------------------------
 
 def make(kind: str, variant: int, seed: int) -> dict[str, Any]:
@@ -173,6 +178,7 @@ def make(kind: str, variant: int, seed: int) -> dict[str, Any]:
         symptom = "loss got worse after I resumed from a checkpoint"
     else:
         raise ValueError(kind)
+    train, lr, ev = (_sig(a) for a in (train, lr, ev))
     return {"step": t, "train": train, "lr": lr, "eval_step": e_step, "eval": ev, "task": task, "extra": extra,
             "findings": [{"kind": k, "metric": m, "start_step": int(s)} for k, m, s in findings],
             "cause": cause, "acceptable": acceptable, "symptom": symptom, "n": n}

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parents[1]
 RUNS = ROOT / "runs"
-MAX_RUN_BYTES = 60_000  # per metrics.jsonl after thinning
+MAX_RUN_BYTES = 40_000  # per metrics.jsonl after thinning
 HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does training look ok?",
                     "check my training run", "any problems with these curves?")
 
@@ -57,7 +57,7 @@ HEALTHY_TORCH = {  # family -> optimizer -> (settings, seeds)
              "sgd": ({"lr": 2.0, "momentum": 0.0, "clip": 0.5, "steps": 150}, (0,)),
              "lion": ({"lr": 5e-4, "steps": 150}, (0,))},
     "mlp": {"adamw": ({"lr": 2e-3}, (0, 1, 2)), "sgd": ({"lr": 0.05}, (0, 1)), "lion": ({"lr": 3e-4}, (0, 1))},
-    "cnn": {"sgd": ({"lr": 0.02}, (0, 1, 2)), "adamw": ({"lr": 2e-3}, (0, 1)), "lion": ({"lr": 2e-4}, (0,))},
+    "cnn": {"sgd": ({"lr": 0.02}, (0, 1, 2)), "adamw": ({"lr": 2e-3}, (0, 1)), "lion": ({"lr": 5e-4}, (0,))},
 }
 
 
@@ -84,7 +84,7 @@ def _catalogue() -> None:
     high = ("gradient_explosion",)
     # LR far too high
     for fam, opt, lr, seed in (("transformer", "adamw", 0.1, 0), ("transformer", "adamw", 0.1, 1),
-                               ("mlp", "sgd", 5.0, 0), ("cnn", "sgd", 2.0, 0), ("lstm", "adamw", 0.3, 0),
+                               ("mlp", "sgd", 5.0, 0), ("cnn", "sgd", 2.0, 0), ("lstm", "adamw", 2.0, 0),
                                ("mlp", "lion", 0.1, 0)):
         base = dict(HEALTHY_TORCH[fam][opt][0])
         base.pop("clip", None)
@@ -114,8 +114,8 @@ def _catalogue() -> None:
     _torch("transformer_adamw_out_init_large", "transformer", "adamw", {**tf, "out_init_scale": 30.0}, init,
            "first loss is far above ln(256)", "planted: output projection 30x the default init",
            ("output_logit_divergence",))
-    _torch("lstm_adamw_out_init_large", "lstm", "adamw", {"lr": 5e-3, "steps": 150, "out_init_scale": 30.0},
-           init, "initial loss much higher than expected", "planted: output projection 30x the default init",
+    _torch("lstm_adamw_out_init_large", "lstm", "adamw", {"lr": 5e-3, "steps": 150, "out_init_scale": 200.0},
+           init, "initial loss much higher than expected", "planted: output projection 200x the default init",
            ("output_logit_divergence",))
     _torch("mlp_adamw_init_zero", "mlp", "adamw", {"lr": 2e-3, "init_scale": 0.0}, init,
            "loss is stuck, the model does not learn", "planted: every parameter initialised to zero "
@@ -136,9 +136,9 @@ def _catalogue() -> None:
                "planted: 16 sigmoid layers, no residuals, no normalisation", ("initialization",))
     for seed in (0, 1):
         _torch(f"mlp_sgd_deep_relu_explode_s{seed}", "mlp", "sgd",
-               {"lr": 0.01, "depth": 12, "residual": False, "init_scale": 2.0, "seed": seed},
+               {"lr": 0.01, "depth": 12, "residual": False, "init_scale": 4.0, "seed": seed},
                "gradient_explosion", "loss becomes NaN", "planted: 12 ReLU layers without residuals or norms "
-               "at 2x init: activations and gradients grow ~2x per layer", ("initialization", "lr_too_high"))
+               "at 4x init: activations and gradients grow ~1.6x per layer", ("initialization", "lr_too_high"))
     # labels
     for fam, opt in (("mlp", "adamw"), ("cnn", "sgd")):
         settings = HEALTHY_TORCH[fam][opt][0]
@@ -167,8 +167,8 @@ def _catalogue() -> None:
            "planted: the held-out text is a slice of the 4000-byte training text", ("overfitting",))
     _torch("transformer_adamw_tiny_data", "transformer", "adamw", {**tf, "n_train": 3000, "steps": 200},
            "overfitting", "eval loss goes up after a while", "planted: 3000 bytes of training text")
-    _torch("lstm_adamw_tiny_data", "lstm", "adamw", {"lr": 5e-3, "n_train": 3000, "steps": 200}, "overfitting",
-           "validation loss rising", "planted: 3000 bytes of training text")
+    _torch("lstm_adamw_tiny_data", "lstm", "adamw", {"lr": 5e-3, "n_train": 1000, "steps": 300}, "overfitting",
+           "validation loss rising", "planted: 1000 bytes of training text")
     _torch("transformer_adamw_too_small", "transformer", "adamw", {**tf, "width": 4, "depth": 1}, "underfitting",
            "loss plateaus far above where it should", "planted: a 4-wide, 1-layer transformer", ("lr_too_low",))
     _torch("lstm_adamw_too_small", "lstm", "adamw", {"lr": 5e-3, "width": 2, "depth": 1, "steps": 150},
@@ -195,8 +195,9 @@ def _catalogue() -> None:
            "planted: at step 100 a 'resume' rebuilds the warmup+cosine scheduler from step 0, so the LR "
            "jumps from its annealed value back to the peak", ("lr_too_high",))
     _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
-           {"lr": 1e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
-           "after resuming the loss jumped up", "planted: the cosine schedule restarts at step 120 on resume",
+           {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
+           "after resuming, the loss stopped improving for a while", "planted: the cosine schedule restarts at step 120 on "
+           "resume (LR 0.010 -> 0.020)",
            ("lr_too_high",))
     _torch("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300,
                                                        "restart_at": 200}, "lr_schedule",
@@ -225,8 +226,8 @@ def _catalogue() -> None:
     for seed in (0, 1, 2):
         nt(f"tiny_healthy_s{seed}", tiny + ["--seed", str(seed)], None, HEALTHY_SYMPTOMS[seed],
            f"healthy control: tiny preset at its derived LR and warmup, seed {seed}")
-    nt("tiny_lion_healthy", tiny + ["--optimizer", "lion", "--lr", "3e-4"], None, HEALTHY_SYMPTOMS[3],
-       "healthy control: Lion at 3e-4", opt="lion")
+    nt("tiny_lion_healthy", tiny + ["--optimizer", "lion", "--lr", "1e-3"], None, HEALTHY_SYMPTOMS[3],
+       "healthy control: Lion at 1e-3", opt="lion")
     nt("tiny_sgd_healthy", tiny + ["--optimizer", "sgd", "--lr", "0.3"], None, HEALTHY_SYMPTOMS[1],
        "healthy control: SGD with momentum at 0.3", opt="sgd")
     for seed in (0, 1):
@@ -290,6 +291,9 @@ def _store(src: Path, dst: Path) -> None:
     if (src / "config.json").exists():
         text = (src / "config.json").read_text().replace(str(REPO) + "/", "")
         (tmp / "config.json").write_text(text)
+    if dst.exists():  # another process made it meanwhile: keep the first
+        shutil.rmtree(tmp)
+        return
     tmp.rename(dst)  # atomic: a folder that exists is complete
 
 
@@ -325,9 +329,48 @@ def make_one(item_id: str) -> str:
     return f"{item_id}: {time.time() - t0:.0f}s {summary}"
 
 
+def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings whose onset the stored run itself fixes exactly: the first non-finite train loss (`nan`),
+    the eval-loss minimum when eval loss ends >10% above it while train loss kept falling, the step of a
+    planted schedule restart whose loss got visibly worse."""
+    path = RUNS / item["id"] / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
+    found = []
+    bad = [r["step"] for r in rows if "train/loss" in r and not number(r["train/loss"]) == number(r["train/loss"])
+           or "train/loss" in r and abs(number(r["train/loss"])) == float("inf")]
+    if bad:
+        found.append({"kind": "nan", "metric": "train/loss", "start_step": int(bad[0])})
+    evals = [(r["step"], number(r["eval/loss"])) for r in rows if "eval/loss" in r]
+    trains = [(r["step"], number(r["train/loss"])) for r in rows if "train/loss" in r]
+    if evals and trains and all(v == v for _, v in evals):
+        best = min(evals, key=lambda e: e[1])
+        near = sorted(v for s, v in trains if abs(s - best[0]) <= 5)
+        tail = sorted(v for _, v in trains[-max(1, len(trains) // 10):])
+        # eval ends >10% above its minimum while train loss kept falling: overfitting (whatever the cause)
+        if evals[-1][1] > 1.1 * best[1] and near and tail and tail[len(tail) // 2] < near[len(near) // 2]:
+            found.append({"kind": "overfitting", "metric": "eval/loss", "start_step": int(best[0])})
+    restart = FAULTS[item["id"]]["make"].get("torch", {}).get("restart_at")
+    if restart and item["id"] in VISIBLE_RESTARTS:
+        found.append({"kind": "resume_regression", "metric": "train/loss", "start_step": int(restart)})
+    return found
+
+
+# Restart runs whose loss got clearly worse after the restart (checked by eye on the stored curves).
+VISIBLE_RESTARTS = {"torch_mlp_sgd_schedule_restart"}
+
+
 def items() -> list[dict[str, Any]]:
-    """The catalogue's items as labels (no `make`)."""
-    return [{k: v for k, v in it.items() if k != "make"} for it in FAULTS.values()]
+    """The catalogue's items as labels (no `make`), with the findings their stored runs fix."""
+    out = []
+    for it in FAULTS.values():
+        label = {k: v for k, v in it.items() if k != "make"}
+        if not label["healthy"]:
+            label["findings"] = observed_findings(it)
+        out.append(label)
+    return out
 
 
 def main() -> None:
