@@ -30,6 +30,7 @@ SGD_LR_HIGH_UNCLIPPED = 1.0  # plain SGD above 1 without clipping (with clipping
 DECOUPLED_WD_HIGH = 1.0  # AdamW-style decay coefficients live in 0..0.3
 WD_SHRINK_HIGH = 1e-3  # lr * wd: weights lose 0.1% per step to decay (half-life ~700 steps); typical 3e-5
 EPS_LARGE = 1e-4  # Adam eps this large turns it into SGD with a tiny LR
+NAN_BLOWUP = 10.0  # ...or 10x above the first loss: a blow-up
 NAN_RISE = 1.5  # the last points before a NaN 1.5x above the loss before them: it blew up first
 EVAL_BELOW_TRAIN = 0.9  # eval loss under 90% of train loss
 NOISE_HIGH = 0.15  # per-step scatter around the trend above 15% of the starting loss: the batch is tiny
@@ -219,6 +220,10 @@ def sig_nan_without_rise(table, analysis, ctx, symptoms):
         return None
     fin = s.finite()
     before = fin.value[fin.step < f.start_step]
+    if before.size >= 2 and float(np.max(before[1:])) > NAN_BLOWUP * float(before[0]):
+        return Signal("nan_after_blowup", 1.0, f"the loss grew {fmt(float(before[0]))} -> "
+                                               f"{fmt(float(np.max(before)))} before turning non-finite at step "
+                                               f"{f.start_step}: it blew up first")
     if before.size >= 3:
         recent = before[-max(3, before.size // 10):]
         if float(np.max(recent)) > NAN_RISE * float(np.median(before[-max(10, before.size // 3):])):

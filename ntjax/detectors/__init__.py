@@ -113,6 +113,8 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
     findings: list[Finding] = []
     if primary:
         findings += _curve_findings(table.series[primary], lr_at, primary=True)
+    if primary != "train/loss" and train is not None:  # too few finite points to be the primary: NaN early
+        findings += curve.detect_nonfinite(train.step, train.value, train.name)
     blowup = next((f.start_step for f in findings if f.kind in ("divergence", "nan")), None)
     if eval_ is not None and blowup is not None:  # after the blow-up, eval only echoes it
         eval_ = _until(eval_, blowup)
