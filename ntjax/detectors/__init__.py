@@ -146,7 +146,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         trivial = context_findings.detect_trivial_solution(table.series[primary], ctx)
         if trivial:  # the trivial level explains the flat loss: one finding, not three
             findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
-    findings += context_findings.detect_resume_regression(train, eval_, ctx)
+    findings = _explain_by_context(findings, context_findings.detect_resume_regression(train, eval_, ctx), ctx)
     findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []
     if baseline is not None:
@@ -164,6 +164,28 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
     metrics = {name: summarise(s) for name, s in sorted(table.series.items())}
     return Analysis(table.source, table.format, primary, metrics, findings,
                     verdict(table, primary, findings), comparisons, list(table.problems))
+
+
+def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) -> list[Finding]:
+    """One event, one finding: what a restart or an early LR decay explains is not reported again.
+
+    A resume regression takes over the LR-loss jump, the spike and the "short warmup" at its step (a
+    restart that jumps back to the peak LR causes all three); a raised LR that set off an oscillation is
+    that oscillation's story instead. A plateau from an LR decayed too early is not underfitting."""
+    span = max([f.end_step or f.start_step or 0 for f in findings] + [1])
+    near = lambda a, b: a is not None and b is not None and abs(a - b) <= max(3, 0.03 * span)  # noqa: E731
+    kept_resumes = []
+    for r in resumes:
+        raised = next((p for p in ctx.resumes if p.step == r.start_step), None)
+        if raised is not None and raised.kind == "lr_raised" and any(
+                f.kind == "oscillation" and near(f.start_step, r.start_step) for f in findings):
+            continue
+        kept_resumes.append(r)
+    out = [f for f in findings if not (f.kind in ("lr_loss_correlation", "spike", "short_warmup") and f.severity != "info"
+                                       and any(near(f.start_step, r.start_step) for r in kept_resumes))]
+    if any(f.kind == "plateau" and "decayed too early" in f.evidence for f in out):
+        out = [f for f in out if f.kind != "underfitting"]
+    return out + kept_resumes
 
 
 def _until(s: Series, step: int) -> Series:
