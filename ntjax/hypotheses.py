@@ -129,7 +129,8 @@ def probabilities(logits: dict[str, float], temperature: float) -> tuple[dict[st
     return dict(zip(names, p[1:].tolist())), float(p[0])
 
 
-def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tuple[str, str, dict]:
+def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str,
+           signals: frozenset[str] = frozenset()) -> tuple[str, str, dict]:
     """The concrete fix, the next command (a real ntjax command line) and the config overrides."""
     lr = cfg.get("lr")
     lr = lr if isinstance(lr, (int, float)) and lr > 0 else None
@@ -199,6 +200,11 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tup
     if cause == "label_noise":
         return ("check the labels: a sample of (input, label) pairs by eye, label agreement, shuffling that "
                 "moves labels apart from inputs", f"ntjax curves {source}", {})
+    if cause == "initialization" and "zero_grad_layers" in signals:
+        return ("re-initialise the layers whose gradient is exactly 0: all-zero (or constant) weights keep every "
+                "unit identical, and ReLUs pushed negative (a large negative bias) stay dead; use the framework's "
+                "default (Kaiming/Xavier) init, a zero or small positive bias, or leaky ReLU",
+                f"ntjax curves {source}", {})
     if cause == "initialization":
         return ("scale the output layer init down (or zero it) so the first loss is about ln(vocab)",
                 f"ntjax curves {source}", {})
@@ -226,7 +232,7 @@ def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: st
             sorted(parts[cause], key=lambda c: -abs(c["log_odds"]))
         evidence = [f"{c['evidence']} [{c['log_odds']:+.1f} log-odds]" for c in rows[1:] if c["log_odds"] > 0]
         evidence += [f"against: {c['evidence']} [{c['log_odds']:+.1f} log-odds]" for c in rows[1:] if c["log_odds"] < 0]
-        fix, nxt, overrides = _fixes(cause, cfg, table, source)
+        fix, nxt, overrides = _fixes(cause, cfg, table, source, frozenset(s.name for s in signals))
         out.append(Hypothesis(cause, p, evidence, fix, nxt, overrides, rows, logits[cause]))
     tie = None
     if len(out) >= 2 and out[0].confidence - out[1].confidence < TIE_MARGIN:
