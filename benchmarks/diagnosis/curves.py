@@ -152,10 +152,10 @@ def make(kind: str, variant: int, seed: int) -> dict[str, Any]:
             level, task, extra = 1.0, "regression", {"target_variance": 1.0}
             start = 2.5
             what = "1.000, the MSE of predicting the mean of unit-variance targets"
-        else:  # byte LM stuck at the unigram entropy of English text (~4.6 nats... measured 4.29 for pydoc)
-            level, task, extra = 4.29, "language_modeling", {"vocab_size": 256, "unigram_entropy": 4.29}
+        else:  # byte LM stuck at the unigram entropy of its text (3.26 nats for CPython's pydoc topics)
+            level, task, extra = 3.26, "language_modeling", {"vocab_size": 256, "unigram_entropy": 3.26}
             start = math.log(256)
-            what = "4.29, the unigram entropy of the training text"
+            what = "3.26, the byte unigram entropy of the training text"
         settle = float(rng.uniform(0.04, 0.12)) * n
         clean = level + (start - level) * np.exp(-t / (settle / 4))
         train = noisy(clean, rng, sigma)

@@ -79,18 +79,19 @@ def _catalogue() -> None:
            None, HEALTHY_SYMPTOMS[0], "healthy control for the padding fault: padded batches, padding ignored "
            "in the loss (ignore_index)")
     _torch("transformer_postln_warmup_healthy_s0", "transformer", "adamw",
-           {"lr": 3e-3, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None, HEALTHY_SYMPTOMS[1],
+           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None, HEALTHY_SYMPTOMS[1],
            "healthy control for the no-warmup fault: the same post-LN model and LR with 40 warmup steps")
     high = ("gradient_explosion",)
     # LR far too high
-    for fam, opt, lr, seed in (("transformer", "adamw", 0.1, 0), ("transformer", "adamw", 0.1, 1),
+    for fam, opt, lr, seed in (("transformer", "adamw", 1.0, 0), ("transformer", "adamw", 1.0, 1),
                                ("mlp", "sgd", 5.0, 0), ("cnn", "sgd", 2.0, 0), ("lstm", "adamw", 2.0, 0),
                                ("mlp", "lion", 0.1, 0)):
         base = dict(HEALTHY_TORCH[fam][opt][0])
         base.pop("clip", None)
         _torch(f"{fam}_{opt}_lr_high_s{seed}", fam, opt, {**base, "lr": lr, "seed": seed}, "lr_too_high",
                "loss goes up instead of down" if seed == 0 else "training is unstable, loss explodes",
-               f"planted: {opt} LR {lr}, 30-2000x the tuned {HEALTHY_TORCH[fam][opt][0]['lr']}", high)
+               f"planted: {opt} LR {lr}, {lr / HEALTHY_TORCH[fam][opt][0]['lr']:.0f}x the tuned "
+               f"{HEALTHY_TORCH[fam][opt][0]['lr']}", high)
     # LR far too low
     for fam, opt, lr in (("transformer", "adamw", 1e-6), ("mlp", "sgd", 1e-5), ("cnn", "adamw", 1e-6),
                          ("lstm", "sgd", 1e-4)):
@@ -100,10 +101,11 @@ def _catalogue() -> None:
     # no warmup with post-LN
     for seed in (0, 1):
         _torch(f"transformer_postln_nowarmup_s{seed}", "transformer", "adamw",
-               {"lr": 3e-3, "warmup": 0, "post_ln": True, "depth": 4, "steps": 150, "batch": 16, "seed": seed},
+               {"lr": 1e-2, "warmup": 0, "post_ln": True, "depth": 4, "steps": 150, "batch": 16, "seed": seed},
                "insufficient_warmup", "loss spikes early and never recovers well",
-               "planted: post-LN 4-layer transformer, AdamW 3e-3 with no warmup (the same run with 40 warmup "
-               "steps is the healthy control)", ("lr_too_high",))
+               "planted: post-LN 4-layer transformer, AdamW 1e-2 with no warmup: the loss stalls near 3.25 "
+               "(the same run with 40 warmup steps, the healthy control, reaches 2.55; at 3e-2 both stall, so "
+               "1e-2 is an LR that only warmup makes trainable)", ("lr_too_high",))
     # init far too large / zero / dead ReLUs
     init = "initialization"
     _torch("mlp_adamw_init_large", "mlp", "adamw", {"lr": 2e-3, "init_scale": 10.0}, init,
@@ -191,7 +193,7 @@ def _catalogue() -> None:
                "float16 and the first update divides by zero", ("lr_too_high",))
     # LR schedule restarting on resume
     _torch("transformer_adamw_schedule_restart", "transformer", "adamw",
-           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule", "loss got worse after resuming from a checkpoint",
+           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule", "I resumed from a checkpoint at step 100, is the LR right?",
            "planted: at step 100 a 'resume' rebuilds the warmup+cosine scheduler from step 0, so the LR "
            "jumps from its annealed value back to the peak", ("lr_too_high",))
     _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
@@ -237,11 +239,8 @@ def _catalogue() -> None:
     for seed in (0, 1):
         nt(f"tiny_lr_low_s{seed}", tiny + ["--lr", "1e-6", "--seed", str(seed)], "lr_too_low",
            "loss barely moves", "planted: AdamW LR 1e-6", ("underfitting",))
-    for seed in (0, 1):
-        nt(f"tiny_wd_extreme_s{seed}", tiny + ["--weight-decay", "100", "--seed", str(seed)], "weight_decay",
-           "loss stops improving", "planted: decoupled weight decay 100", ("underfitting",))
-    nt("tiny_nowarmup", tiny + ["--lr", "3e-2", "--warmup", "0"], "insufficient_warmup",
-       "loss spikes at the start", "planted: AdamW 3e-2 with no warmup", ("lr_too_high",))
+    # Tried and left out: --weight-decay 100 and --lr 3e-2 --warmup 0 on the tiny preset changed the
+    # curves too little (final eval loss within 5-10% of the healthy runs) to be labelled as faults.
     nt("tiny_batch1", tiny + ["--batch-size", "1"], "batch_size", "loss is very noisy",
        "planted: batch size 1 at the LR for batch 8", ("lr_too_high",))
     for seed, opt, lr in ((0, "adamw", "3e-3"), (1, "sgd", "0.1"), (2, "lion", "3e-4")):
