@@ -142,8 +142,12 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
             if name.startswith("eval/") and name != "eval/loss":
                 findings += relations.detect_metric_disagreement(eval_.finite(), table.series[name].finite())
     ctx = read_context(table)
-    if primary and not any(f.kind in ("divergence", "nan") for f in findings):
-        trivial = context_findings.detect_trivial_solution(table.series[primary], ctx)
+    early_decay = any(f.kind == "plateau" and "decayed too early" in f.evidence for f in findings)
+    if primary and not early_decay and not any(f.kind in ("divergence", "nan") for f in findings):
+        first_eval = eval_.finite() if eval_ is not None else None
+        init_loss = (float(first_eval.value[0]) if first_eval is not None and len(first_eval)
+                     and first_eval.step[0] <= table.series[primary].step[0] + 1 else None)
+        trivial = context_findings.detect_trivial_solution(table.series[primary], ctx, init_loss)
         if trivial:  # the trivial level explains the flat loss: one finding, not three
             findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
     findings = _explain_by_context(findings, context_findings.detect_resume_regression(train, eval_, ctx), ctx)

@@ -14,12 +14,13 @@ TRIVIAL_MATCH = 0.02  # the settled loss within 2% of a trivial baseline is that
 TRIVIAL_FLAT = 0.03  # and it moved less than 3% over the last 30% of the run: it settled there
 TRIVIAL_TAIL = 0.3
 TRIVIAL_EARLY = 0.6  # sat within 4% of the level for the last 60% of the run: settled, not passing by
-UNIGRAM_LOW, UNIGRAM_HIGH = 0.6, 0.9  # a byte/token unigram entropy sits at 60-90% of ln V
+UNIGRAM_SETTLE = 0.2  # token frequencies are learned fast: settled within the first 20% of the run
+UNIGRAM_LOW, UNIGRAM_HIGH = 0.5, 0.9  # a byte/token unigram entropy sits at 50-90% of ln V
 RESUME_WINDOW = 0.05  # losses compared over 5% of the run (at least 3 points) on each side of a resume
 RESUME_WORSE = 0.05  # 5% worse after the resume than before it: the resume lost progress
 
 
-def detect_trivial_solution(s: Series, ctx: RunContext) -> list[Finding]:
+def detect_trivial_solution(s: Series, ctx: RunContext, init_loss: float | None = None) -> list[Finding]:
     """The loss settled exactly at what predicting without the input gives (ln K, ln V, the mean)."""
     fin = s.finite()
     if len(fin) < 8:
@@ -48,8 +49,12 @@ def detect_trivial_solution(s: Series, ctx: RunContext) -> list[Finding]:
         baselines.setdefault(f"ln {k} (uniform over {k} classes/tokens)", float(np.log(k)))
     if ctx.task in ("unknown", "regression") and early and not ctx.baselines:
         baselines.setdefault("1.000 = the MSE of predicting the mean of standardised targets", 1.0)
-    k0 = uniform_match(float(np.max(fin.value[:2])), 2.5 * TRIVIAL_MATCH)  # noisy first points: 5%
-    if k0 and early and ctx.task in ("unknown", "lm") and UNIGRAM_LOW * np.log(k0) <= level <= UNIGRAM_HIGH * np.log(k0) \
+    # the first logged points are noisy and may come after a few updates (HF logs from step 1): 7.5%
+    k0 = uniform_match(float(np.max(fin.value[:2])), 3.75 * TRIVIAL_MATCH)
+    if k0 is None and init_loss is not None:  # the first eval, at init, is a cleaner reading of the start
+        k0 = uniform_match(init_loss, TRIVIAL_MATCH)
+    quick = since - fin.step[0] <= UNIGRAM_SETTLE * (fin.step[-1] - fin.step[0])
+    if k0 and early and quick and ctx.task in ("unknown", "lm") and UNIGRAM_LOW * np.log(k0) <= level <= UNIGRAM_HIGH * np.log(k0) \
             and not any("unigram" in b for b in baselines):
         # Started at ln V, fell fast and sat still: what a model that learns only token frequencies does.
         baselines[f"{fmt(level)} ~ the unigram entropy (started at ln {k0}, fell within "
