@@ -24,7 +24,7 @@ LEVEL_SHIFT_RISE = 0.08  # eval 8% above the two evals before, and train 8% abov
 LEVEL_SHIFT_MAX = 1.5  # a restart costs up to ~1.5x; a taller step is a spike
 LEVEL_SHIFT_WINDOW = 0.05  # train levels compared over 5% of the run on each side
 LR_RESTART = math.log(2)
-LR_RESTART_TO_PEAK = math.log(1.3)  # back to its earlier peak in one step after decaying 30%: a restart  # the LR more than doubles after having decayed (not during warmup): a restart
+LR_RESTART_TO_PEAK = math.log(1.3)  # back to its earlier peak in one step after decaying 30%: a restart
 
 
 @dataclasses.dataclass
@@ -253,7 +253,8 @@ def level_shifts(table: RunTable) -> list[ResumePoint]:
     cut = int(tr.step[c])
     e_before = ev.value[ev.step < cut]
     e_after = ev.value[ev.step >= cut]
-    if e_before.size == 0 or e_after.size < 2 or float(np.median(e_after[:2])) < (1 + LEVEL_SHIFT_RISE / 2) * e_before[-1]:
+    if e_before.size == 0 or e_after.size < 2 or \
+            float(np.median(e_after[:2])) < (1 + LEVEL_SHIFT_RISE / 2) * e_before[-1]:
         return []
     return [ResumePoint(cut, f"train loss stepped up x{math.exp(best[1]):.2f} at step {cut} and stayed up, eval loss "
                              f"with it (a restart or a config change; no LR or clock logged to say which)")]
@@ -283,7 +284,8 @@ def read_context(table: RunTable) -> RunContext:
         ctx.beta2 = _num(_find(config, ("beta2", "adam_beta2", "b2")))
     ctx.eps = _num(g0.get("eps", _find(config, ("eps", "adam_epsilon"))))
     ctx.momentum = _num(g0.get("momentum", _find(config, ("momentum",))))
-    wds = [_num(g.get("weight_decay")) for g in groups if isinstance(g, dict) and _num(g.get("weight_decay")) is not None]
+    wds = [_num(g.get("weight_decay")) for g in groups
+           if isinstance(g, dict) and _num(g.get("weight_decay")) is not None]
     ctx.weight_decay = max(wds) if wds else _num(_find(config, ("weight_decay",)))
     ctx.clip_norm = _num(_find(config, ("clip_norm", "max_grad_norm", "gradient_clip_val", "clip", "grad_clip")))
     warm = _num(_find(config, ("warmup", "warmup_steps")))

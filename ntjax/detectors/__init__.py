@@ -185,7 +185,8 @@ def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) ->
                 f.kind == "oscillation" and near(f.start_step, r.start_step) for f in findings):
             continue
         kept_resumes.append(r)
-    out = [f for f in findings if not (f.kind in ("lr_loss_correlation", "spike", "short_warmup") and f.severity != "info"
+    taken = ("lr_loss_correlation", "spike", "short_warmup")
+    out = [f for f in findings if not (f.kind in taken and f.severity != "info"
                                        and any(near(f.start_step, r.start_step) for r in kept_resumes))]
     if any(f.kind == "plateau" and "decayed too early" in f.evidence for f in out):
         out = [f for f in out if f.kind != "underfitting"]

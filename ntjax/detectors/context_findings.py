@@ -54,7 +54,8 @@ def detect_trivial_solution(s: Series, ctx: RunContext, init_loss: float | None 
     if k0 is None and init_loss is not None:  # the first eval, at init, is a cleaner reading of the start
         k0 = uniform_match(init_loss, TRIVIAL_MATCH)
     quick = since - fin.step[0] <= UNIGRAM_SETTLE * (fin.step[-1] - fin.step[0])
-    if k0 and early and quick and ctx.task in ("unknown", "lm") and UNIGRAM_LOW * np.log(k0) <= level <= UNIGRAM_HIGH * np.log(k0) \
+    if k0 and early and quick and ctx.task in ("unknown", "lm") \
+            and UNIGRAM_LOW * np.log(k0) <= level <= UNIGRAM_HIGH * np.log(k0) \
             and not any("unigram" in b for b in baselines):
         # Started at ln V, fell fast and sat still: what a model that learns only token frequencies does.
         baselines[f"{fmt(level)} ~ the unigram entropy (started at ln {k0}, fell within "

@@ -269,7 +269,8 @@ def follows_trend(step: np.ndarray, value: np.ndarray, i: int) -> str | None:
                                          bounds=([0.0, 0.0, 0.01], [np.inf, np.inf, 3.0]), maxfev=4000)
     except (RuntimeError, ValueError):
         return None
-    head, tail = float(np.median(y[i:i + max(2, (value.size - i) // 10)])), float(np.median(y[-max(2, (value.size - i) // 10):]))
+    k = max(2, (value.size - i) // 10)
+    head, tail = float(np.median(y[i:i + k])), float(np.median(y[-k:]))
     pred_drop = float(_power_law(t[i], e, a, alpha) - _power_law(t[-1], e, a, alpha))
     level = float(_power_law(t[-1], e, a, alpha))
     fit_err = float(np.median(np.abs(y[lo:i] / _power_law(t[lo:i], e, a, alpha) - 1)))

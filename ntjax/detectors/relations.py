@@ -130,7 +130,8 @@ def detect_lr_loss(train: Series, lr: Series, trouble: list[Finding]) -> list[Fi
     span = max(1, int(train.step[-1] - train.step[0]))
     warm, peak_step = warmup_steps(lr)
     # A wider median (5%, 5+ points) than elsewhere: a rise during warmup must stand out of batch noise.
-    smooth = train.value if len(train) < 20 else sm.rolling_median(train.value, max(5, sm.smooth_window(len(train), 0.05)))
+    window = 1 if len(train) < 20 else 5 if len(train) < 100 else sm.smooth_window(len(train), 0.05, 21)
+    smooth = sm.rolling_median(train.value, window)
     y = sm.log_values(smooth)
     during = train.step <= peak_step
     if warm > 0 and during.sum() >= 2:
