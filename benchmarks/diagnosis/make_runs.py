@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parents[1]
 RUNS = ROOT / "runs"
-MAX_RUN_BYTES = 40_000  # per metrics.jsonl after thinning
+MAX_RUN_BYTES = 30_000  # per metrics.jsonl after thinning
 HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does training look ok?",
                     "check my training run", "any problems with these curves?")
 
@@ -244,8 +244,15 @@ def _catalogue() -> None:
     nt("tiny_batch1", tiny + ["--batch-size", "1"], "batch_size", "loss is very noisy",
        "planted: batch size 1 at the LR for batch 8", ("lr_too_high",))
     for seed, opt, lr in ((0, "adamw", "3e-3"), (1, "sgd", "0.1"), (2, "lion", "3e-4")):
-        nt(f"mlp_{opt}_healthy_s{seed}", mlp + ["--optimizer", opt, "--lr", lr, "--seed", str(seed)], None,
+        # SGD's weight decay is coupled (added to the gradient): the default 0.1 would stall it, so 5e-4
+        wd = ["--weight-decay", "5e-4"] if opt == "sgd" else []
+        nt(f"mlp_{opt}_healthy_s{seed}", mlp + ["--optimizer", opt, "--lr", lr, "--seed", str(seed)] + wd, None,
            HEALTHY_SYMPTOMS[seed], f"healthy control: MLP spec, {opt} at {lr}", task="classification", opt=opt)
+    nt("mlp_sgd_wd_coupled", mlp + ["--optimizer", "sgd", "--lr", "0.1", "--seed", "1"], "weight_decay",
+       "loss stalls early at a high value", "found by the first try at an SGD control, then confirmed: SGD "
+       "(Nesterov 0.9) with ntjax's default weight decay 0.1, which SGD adds to the gradient; eval loss stalls "
+       "at 1.87, where the same run with weight decay 5e-4 reaches 1.00", ("underfitting", "lr_too_low"),
+       task="classification", opt="sgd")
     nt("mlp_lr_high", mlp + ["--lr", "1.0", "--warmup", "0"], "lr_too_high", "loss goes up",
        "planted: AdamW LR 1.0 on the MLP spec", high, task="classification")
     nt("mlp_lr_low", mlp + ["--lr", "1e-7"], "lr_too_low", "loss barely decreases", "planted: AdamW LR 1e-7",
@@ -265,10 +272,18 @@ _catalogue()
 
 # ---- making runs ------------------------------------------------------------------------------------
 
+def _round(key: str, value: Any) -> Any:
+    """Metric values to 6 significant digits (a printed log's precision; halves the files)."""
+    if key in ("step", "time") or not isinstance(value, float):
+        return value
+    return float(f"{value:.6g}")
+
+
 def thin(metrics: Path, limit: int = MAX_RUN_BYTES) -> None:
-    """Keep per-layer keys (anything outside train/ and eval/) only on every k-th line that has them, k as
+    """Values rounded to 6 significant digits; keep per-layer keys (anything outside train/ and eval/) only on every k-th line that has them, k as
     small as keeps the file under `limit` bytes."""
-    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    lines = [{k: _round(k, v) for k, v in json.loads(line).items()}
+             for line in metrics.read_text().splitlines() if line.strip()]
     core = lambda d: {k: v for k, v in d.items() if k in ("step", "time") or k.startswith(("train/", "eval/"))}
     sampled = [i for i, d in enumerate(lines) if len(d) != len(core(d))]
     for k in range(1, len(sampled) + 2):
