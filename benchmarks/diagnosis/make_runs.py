@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -344,7 +345,7 @@ def make_one(item_id: str) -> str:
 
 
 def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """Findings whose onset the stored run itself fixes exactly: the first non-finite train loss (`nan`),
+    """Findings whose onset the stored run itself fixes exactly: the first non-finite train and eval loss (`nan`),
     the eval-loss minimum when eval loss ends >10% above it while train loss kept falling, the step of a
     planted schedule restart whose loss got visibly worse."""
     path = RUNS / item["id"] / "metrics.jsonl"
@@ -353,10 +354,12 @@ def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
     found = []
-    bad = [r["step"] for r in rows if "train/loss" in r and not number(r["train/loss"]) == number(r["train/loss"])
-           or "train/loss" in r and abs(number(r["train/loss"])) == float("inf")]
+    bad = [r["step"] for r in rows if "train/loss" in r and not math.isfinite(number(r["train/loss"]))]
     if bad:
         found.append({"kind": "nan", "metric": "train/loss", "start_step": int(bad[0])})
+    bad_eval = [r["step"] for r in rows if "eval/loss" in r and not math.isfinite(number(r["eval/loss"]))]
+    if bad_eval:
+        found.append({"kind": "nan", "metric": "eval/loss", "start_step": int(bad_eval[0])})
     evals = [(r["step"], number(r["eval/loss"])) for r in rows if "eval/loss" in r]
     trains = [(r["step"], number(r["train/loss"])) for r in rows if "train/loss" in r]
     if evals and trains and all(v == v for _, v in evals):
