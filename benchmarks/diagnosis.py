@@ -229,7 +229,8 @@ def human(report: dict[str, Any]) -> str:
     for name, s in report["splits"].items():
         f = s["findings"]
         lines.append(f"{name:8s} n={s['n']:3d} top1={s['top1']} top3={s['top3']} "
-                     f"recall={f['recall']} precision={f['precision']} healthy_warnings={s['healthy_warnings']['count']} "
+                     f"recall={f['recall']} precision={f['precision']} "
+                     f"healthy_warnings={s['healthy_warnings']['count']} "
                      f"ECE={s['calibration']['ece']}")
         for fam, b in s["by_family"].items():
             lines.append(f"    {fam:18s} n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']}")

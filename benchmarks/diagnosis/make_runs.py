@@ -80,7 +80,8 @@ def _catalogue() -> None:
            None, HEALTHY_SYMPTOMS[0], "healthy control for the padding fault: padded batches, padding ignored "
            "in the loss (ignore_index)")
     _torch("transformer_postln_warmup_healthy_s0", "transformer", "adamw",
-           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None, HEALTHY_SYMPTOMS[1],
+           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None,
+           HEALTHY_SYMPTOMS[1],
            "healthy control for the no-warmup fault: the same post-LN model and LR with 40 warmup steps")
     high = ("gradient_explosion",)
     # LR far too high
@@ -194,12 +195,14 @@ def _catalogue() -> None:
                "float16 and the first update divides by zero", ("lr_too_high",))
     # LR schedule restarting on resume
     _torch("transformer_adamw_schedule_restart", "transformer", "adamw",
-           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule", "I resumed from a checkpoint at step 100, is the LR right?",
+           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule",
+           "I resumed from a checkpoint at step 100, is the LR right?",
            "planted: at step 100 a 'resume' rebuilds the warmup+cosine scheduler from step 0, so the LR "
            "jumps from its annealed value back to the peak", ("lr_too_high",))
     _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
            {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
-           "after resuming, the loss stopped improving for a while", "planted: the cosine schedule restarts at step 120 on "
+           "after resuming, the loss stopped improving for a while",
+           "planted: the cosine schedule restarts at step 120 on "
            "resume (LR 0.010 -> 0.020)",
            ("lr_too_high",))
     _torch("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300,
@@ -281,7 +284,8 @@ def _round(key: str, value: Any) -> Any:
 
 
 def thin(metrics: Path, limit: int = MAX_RUN_BYTES) -> None:
-    """Values rounded to 6 significant digits; keep per-layer keys (anything outside train/ and eval/) only on every k-th line that has them, k as
+    """Values rounded to 6 significant digits; keep per-layer keys (anything outside train/ and eval/)
+    only on every k-th line that has them, k as
     small as keeps the file under `limit` bytes."""
     lines = [{k: _round(k, v) for k, v in json.loads(line).items()}
              for line in metrics.read_text().splitlines() if line.strip()]
