@@ -31,13 +31,14 @@ TOL_STEPS, TOL_FRACTION = 5, 0.05  # onset tolerance: max(5 steps, 5% of the run
 REPORTED = ("warning", "critical")  # severities that count as a reported finding
 # The CI subset: fixed ids spanning every family, faults and healthy runs, both splits; fast to read.
 FAST_SUBSET = (
-    "syn_healthy_0_jsonl", "syn_healthy_1_tfevents", "syn_healthy_2_hf", "syn_healthy_5_text",
-    "syn_spike_0_lightning", "syn_spike_3_jsonl", "syn_oscillation_1_keras", "syn_oscillation_3_jsonl",
+    "syn_healthy_0_jsonl", "syn_healthy_2_hf", "syn_spike_0_lightning", "syn_oscillation_3_jsonl",
     "syn_plateau_3_jsonl", "syn_divergence_0_hf", "syn_nan_0_jsonl", "syn_overfitting_2_jsonl",
     "syn_trivial_solution_3_jsonl", "syn_resume_regression_3_jsonl",
-    "torch_mlp_adamw_healthy_s0", "torch_mlp_adamw_healthy_s1", "torch_mlp_sgd_lr_high_s0",
-    "torch_mlp_adamw_tiny_data", "torch_cnn_sgd_healthy_s0", "torch_cnn_adamw_lr_low",
-    "torch_mlp_adamw_fp16", "torch_mlp_adamw_wd_extreme",
+    "ntjax_tiny_lr3_s0", "ntjax_tiny_healthy_s1", "ntjax_mlp_init_large",
+    "torch_transformer_adamw_healthy_s0", "torch_transformer_postln_nowarmup_s0", "torch_lstm_adamw_tiny_data",
+    "torch_lstm_sgd_healthy_s0", "torch_mlp_adamw_healthy_s1", "torch_mlp_sgd_lr_high_s0", "torch_mlp_adamw_fp16",
+    "torch_cnn_sgd_healthy_s0", "torch_cnn_adamw_lr_low",
+    "public_hf_whisper_small_braj", "public_lightning_cv_classifier",
 )
 
 
@@ -228,7 +229,8 @@ def human(report: dict[str, Any]) -> str:
     for name, s in report["splits"].items():
         f = s["findings"]
         lines.append(f"{name:8s} n={s['n']:3d} top1={s['top1']} top3={s['top3']} "
-                     f"recall={f['recall']} precision={f['precision']} healthy_warnings={s['healthy_warnings']['count']} "
+                     f"recall={f['recall']} precision={f['precision']} "
+                     f"healthy_warnings={s['healthy_warnings']['count']} "
                      f"ECE={s['calibration']['ece']}")
         for fam, b in s["by_family"].items():
             lines.append(f"    {fam:18s} n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']}")

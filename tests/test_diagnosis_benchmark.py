@@ -137,7 +137,8 @@ def test_scoring_rules_on_known_outputs():
     item = {"id": "x", "family": "synthetic", "cause": "lr_too_high", "acceptable": ["gradient_explosion"],
             "healthy": False, "findings": [{"kind": "spike", "metric": "train/loss", "start_step": 200}],
             "findings_complete": True}
-    out = {"hypotheses": [{"cause": "batch_size", "confidence": 0.7}, {"cause": "gradient_explosion", "confidence": 0.5}],
+    out = {"hypotheses": [{"cause": "batch_size", "confidence": 0.7},
+                          {"cause": "gradient_explosion", "confidence": 0.5}],
            "findings": [{"kind": "spike", "metric": "loss", "start_step": 215, "severity": "warning"},
                         {"kind": "plateau", "metric": "train/loss", "start_step": 10, "severity": "info"},
                         {"kind": "oscillation", "metric": "train/loss", "start_step": 50, "severity": "warning"}]}
@@ -147,8 +148,10 @@ def test_scoring_rules_on_known_outputs():
     assert s.score_item(item, out, last=200)["recalled"] == 0  # tolerance 10: 215 is too far
     healthy = {**item, "cause": None, "acceptable": [], "healthy": True, "findings": []}
     quiet = {"hypotheses": [{"cause": "lr_too_low", "confidence": 0.3}], "findings": []}
-    assert s.score_item(healthy, quiet, 400)["top1"] and s.score_item(healthy, quiet, 400)["calibration"] == (0.3, False)
-    assert s.score_item(healthy, out, 400)["healthy_warnings"] == ["spike in loss at 215", "oscillation in train/loss at 50"]
+    row = s.score_item(healthy, quiet, 400)
+    assert row["top1"] and row["calibration"] == (0.3, False)
+    assert s.score_item(healthy, out, 400)["healthy_warnings"] == ["spike in loss at 215",
+                                                                   "oscillation in train/loss at 50"]
     err, bins = s.ece([(0.85, True)] * 8 + [(0.85, False)] * 2 + [(0.25, False)] * 10)
     assert math.isclose(err, 0.5 * 0.05 + 0.5 * 0.25)
     assert s.role("val_loss") == "eval_loss" and s.role("train/loss") == "train_loss"

@@ -17,7 +17,9 @@ finding recall and precision where the truth is exact, which real runs cannot gi
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import shutil
@@ -130,6 +132,8 @@ def make(kind: str, variant: int, seed: int) -> dict[str, Any]:
         train = np.where(t >= onset, np.nan, train)
         ev = np.where(e_step >= onset, np.nan, ev)
         findings.append(("nan", "train/loss", onset))
+        if (e_step >= onset).any():
+            findings.append(("nan", "eval/loss", int(e_step[e_step >= onset][0])))
         cause, acceptable = "numerical_precision", ["lr_too_high", "gradient_explosion"]
         symptom = "loss became NaN"
     elif kind == "overfitting":
@@ -206,7 +210,8 @@ def write(fmt: str, c: dict[str, Any], dest: Path) -> str:
         return str(dest.relative_to(ROOT))
     if fmt == "tfevents":
         from tensorboardX import SummaryWriter
-        with SummaryWriter(logdir=str(dest)) as w:
+        # tensorboardX prints a line for every NaN it is given: the NaN curves are meant to have them
+        with contextlib.redirect_stdout(io.StringIO()), SummaryWriter(logdir=str(dest)) as w:
             for s, loss, lr in zip(steps.tolist(), c["train"].tolist(), c["lr"].tolist()):
                 w.add_scalar("train/loss", loss, global_step=s, walltime=1.7e9 + s)
                 w.add_scalar("train/learning_rate", lr, global_step=s, walltime=1.7e9 + s)

@@ -103,7 +103,8 @@ def sources() -> list[list[dict[str, Any]]]:
     sys.path.insert(0, str(ROOT))
     import curves
     import make_runs
-    public = json.loads((ROOT / "public" / "items.json").read_text()) if (ROOT / "public" / "items.json").exists() else []
+    path = ROOT / "public" / "items.json"
+    public = json.loads(path.read_text()) if path.exists() else []
     return [make_runs.items(), curves.items(), public]
 
 

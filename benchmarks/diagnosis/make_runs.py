@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parents[1]
 RUNS = ROOT / "runs"
-MAX_RUN_BYTES = 40_000  # per metrics.jsonl after thinning
+MAX_RUN_BYTES = 30_000  # per metrics.jsonl after thinning
 HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does training look ok?",
                     "check my training run", "any problems with these curves?")
 
@@ -79,7 +80,8 @@ def _catalogue() -> None:
            None, HEALTHY_SYMPTOMS[0], "healthy control for the padding fault: padded batches, padding ignored "
            "in the loss (ignore_index)")
     _torch("transformer_postln_warmup_healthy_s0", "transformer", "adamw",
-           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None, HEALTHY_SYMPTOMS[1],
+           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None,
+           HEALTHY_SYMPTOMS[1],
            "healthy control for the no-warmup fault: the same post-LN model and LR with 40 warmup steps")
     high = ("gradient_explosion",)
     # LR far too high
@@ -193,12 +195,14 @@ def _catalogue() -> None:
                "float16 and the first update divides by zero", ("lr_too_high",))
     # LR schedule restarting on resume
     _torch("transformer_adamw_schedule_restart", "transformer", "adamw",
-           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule", "I resumed from a checkpoint at step 100, is the LR right?",
+           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule",
+           "I resumed from a checkpoint at step 100, is the LR right?",
            "planted: at step 100 a 'resume' rebuilds the warmup+cosine scheduler from step 0, so the LR "
            "jumps from its annealed value back to the peak", ("lr_too_high",))
     _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
            {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
-           "after resuming, the loss stopped improving for a while", "planted: the cosine schedule restarts at step 120 on "
+           "after resuming, the loss stopped improving for a while",
+           "planted: the cosine schedule restarts at step 120 on "
            "resume (LR 0.010 -> 0.020)",
            ("lr_too_high",))
     _torch("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300,
@@ -244,8 +248,15 @@ def _catalogue() -> None:
     nt("tiny_batch1", tiny + ["--batch-size", "1"], "batch_size", "loss is very noisy",
        "planted: batch size 1 at the LR for batch 8", ("lr_too_high",))
     for seed, opt, lr in ((0, "adamw", "3e-3"), (1, "sgd", "0.1"), (2, "lion", "3e-4")):
-        nt(f"mlp_{opt}_healthy_s{seed}", mlp + ["--optimizer", opt, "--lr", lr, "--seed", str(seed)], None,
+        # SGD's weight decay is coupled (added to the gradient): the default 0.1 would stall it, so 5e-4
+        wd = ["--weight-decay", "5e-4"] if opt == "sgd" else []
+        nt(f"mlp_{opt}_healthy_s{seed}", mlp + ["--optimizer", opt, "--lr", lr, "--seed", str(seed)] + wd, None,
            HEALTHY_SYMPTOMS[seed], f"healthy control: MLP spec, {opt} at {lr}", task="classification", opt=opt)
+    nt("mlp_sgd_wd_coupled", mlp + ["--optimizer", "sgd", "--lr", "0.1", "--seed", "1"], "weight_decay",
+       "loss stalls early at a high value", "found by the first try at an SGD control, then confirmed: SGD "
+       "(Nesterov 0.9) with ntjax's default weight decay 0.1, which SGD adds to the gradient; eval loss stalls "
+       "at 1.87, where the same run with weight decay 5e-4 reaches 1.00", ("underfitting", "lr_too_low"),
+       task="classification", opt="sgd")
     nt("mlp_lr_high", mlp + ["--lr", "1.0", "--warmup", "0"], "lr_too_high", "loss goes up",
        "planted: AdamW LR 1.0 on the MLP spec", high, task="classification")
     nt("mlp_lr_low", mlp + ["--lr", "1e-7"], "lr_too_low", "loss barely decreases", "planted: AdamW LR 1e-7",
@@ -265,10 +276,19 @@ _catalogue()
 
 # ---- making runs ------------------------------------------------------------------------------------
 
+def _round(key: str, value: Any) -> Any:
+    """Metric values to 6 significant digits (a printed log's precision; halves the files)."""
+    if key in ("step", "time") or not isinstance(value, float):
+        return value
+    return float(f"{value:.6g}")
+
+
 def thin(metrics: Path, limit: int = MAX_RUN_BYTES) -> None:
-    """Keep per-layer keys (anything outside train/ and eval/) only on every k-th line that has them, k as
+    """Values rounded to 6 significant digits; keep per-layer keys (anything outside train/ and eval/)
+    only on every k-th line that has them, k as
     small as keeps the file under `limit` bytes."""
-    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    lines = [{k: _round(k, v) for k, v in json.loads(line).items()}
+             for line in metrics.read_text().splitlines() if line.strip()]
     core = lambda d: {k: v for k, v in d.items() if k in ("step", "time") or k.startswith(("train/", "eval/"))}
     sampled = [i for i, d in enumerate(lines) if len(d) != len(core(d))]
     for k in range(1, len(sampled) + 2):
@@ -329,7 +349,7 @@ def make_one(item_id: str) -> str:
 
 
 def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """Findings whose onset the stored run itself fixes exactly: the first non-finite train loss (`nan`),
+    """Findings whose onset the stored run itself fixes exactly: the first non-finite train and eval loss (`nan`),
     the eval-loss minimum when eval loss ends >10% above it while train loss kept falling, the step of a
     planted schedule restart whose loss got visibly worse."""
     path = RUNS / item["id"] / "metrics.jsonl"
@@ -338,10 +358,12 @@ def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
     found = []
-    bad = [r["step"] for r in rows if "train/loss" in r and not number(r["train/loss"]) == number(r["train/loss"])
-           or "train/loss" in r and abs(number(r["train/loss"])) == float("inf")]
+    bad = [r["step"] for r in rows if "train/loss" in r and not math.isfinite(number(r["train/loss"]))]
     if bad:
         found.append({"kind": "nan", "metric": "train/loss", "start_step": int(bad[0])})
+    bad_eval = [r["step"] for r in rows if "eval/loss" in r and not math.isfinite(number(r["eval/loss"]))]
+    if bad_eval:
+        found.append({"kind": "nan", "metric": "eval/loss", "start_step": int(bad_eval[0])})
     evals = [(r["step"], number(r["eval/loss"])) for r in rows if "eval/loss" in r]
     trains = [(r["step"], number(r["train/loss"])) for r in rows if "train/loss" in r]
     if evals and trains and all(v == v for _, v in evals):
