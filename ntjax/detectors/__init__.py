@@ -117,6 +117,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         findings += curve.detect_nonfinite(train.step, train.value, train.name)
     blowup = next((f.start_step for f in findings if f.kind in ("divergence", "nan")), None)
     if eval_ is not None and blowup is not None:  # after the blow-up, eval only echoes it
+        findings += curve.detect_nonfinite(eval_.step, eval_.value, eval_.name)  # but its own NaN is said
         eval_ = _until(eval_, blowup)
     if eval_ is not None and primary != "eval/loss" and len(eval_.finite()) >= 3:
         eval_findings = _curve_findings(eval_, lr_at, primary=False)
@@ -164,7 +165,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
                     findings.append(relations.baseline_finding(cmp))
     if primary and is_healthy(findings):
         findings.append(_healthy(table.series[primary].finite(), eval_))
-    findings = ranked(findings)
+    findings = ranked(list({(f.kind, f.metric, f.start_step): f for f in findings}.values()))  # each once
     metrics = {name: summarise(s) for name, s in sorted(table.series.items())}
     return Analysis(table.source, table.format, primary, metrics, findings,
                     verdict(table, primary, findings), comparisons, list(table.problems))
