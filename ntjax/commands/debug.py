@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
 from ntjax.errors import NtjaxError
-from ntjax.core import runfolder as rf
 
-FIX_MAX_STEPS = 1500  # the verification run is short: the first steps already tell a fixed LR from a bad one
+FIX_MAX_STEPS = 1500  # the verification stops here (its schedule keeps the original length): enough to judge
+FIX_SEEDS = 2  # two seeds of the fixed run: their spread is the seed-to-seed noise the change must beat
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,39 +38,79 @@ def _at(table, name: str, step: int) -> float | None:
     return float(np.median(s.value[keep][-5:])) if keep.any() else None
 
 
-def apply_fix(run_dir: Path, hypothesis, before_table) -> dict:
-    """Train the run's config with the fix's overrides for a short while; before/after at the same step."""
+class _StopAt(Exception):
+    """Raised from `on_eval` to end a verification run at the compare step (its schedule stays whole)."""
+
+
+def _scatter(table, name: str, step: int) -> float:
+    """Step-to-step scatter of a metric around `step` (MAD of its differences, in loss units)."""
+    import numpy as np
+    s = table.get(name)
+    if s is None:
+        return 0.0
+    s = s.finite()
+    keep = (s.step <= step) & (s.step >= step - max(5, int(0.1 * step)))
+    v = s.value[keep]
+    if v.size < 4:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(np.diff(v) - np.median(np.diff(v)))) / np.sqrt(2))
+
+
+def apply_fix(run_dir: Path, hypothesis, before_table, seeds: int = FIX_SEEDS) -> dict:
+    """Re-train the run's config with the fix's overrides, keeping the original schedule length (steps),
+    stopped at the compare step; `seeds` re-runs give the seed-to-seed noise. "improved" only when the
+    fixed runs beat the original at the same step by more than twice that noise."""
+    import numpy as np
+
     from ntjax.core import config as config_lib
     from ntjax.readers import read_run
     from ntjax.trainer import train
-    cfg_path = run_dir / rf.CONFIG_FILE
+    cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise NtjaxError(f"--fix needs an ntjax run folder with config.json; {run_dir} has none")
     cfg = config_lib.load(cfg_path)
     if not hypothesis.overrides:
         raise NtjaxError(f"the top cause ({hypothesis.cause}) has no automatic fix; run: {hypothesis.next}")
     last = max(int(s.step[-1]) for s in before_table.series.values() if len(s))
-    steps = min(cfg.steps, FIX_MAX_STEPS, max(1, last))
+    stop = min(cfg.steps, FIX_MAX_STEPS, max(1, last))
     overrides = {k: v for k, v in hypothesis.overrides.items() if k != "steps"}
-    if "warmup" in overrides:
-        overrides["warmup"] = min(overrides["warmup"], max(1, steps // 10))
-    fixed = dataclasses.replace(cfg, steps=steps, **overrides)
-    out = run_dir.parent / f"{run_dir.name}_fix"
-    k = 2
-    while out.exists():
-        out, k = run_dir.parent / f"{run_dir.name}_fix{k}", k + 1
-    result = train(fixed, out, progress=False)
-    after_table = read_run(out)
-    step = min(steps, last)
+    if "warmup" in overrides:  # a warmup longer than the run would never reach the new peak LR
+        overrides["warmup"] = min(overrides["warmup"], max(1, cfg.steps // 10))
+    eval_every = cfg.eval_every if stop % cfg.eval_every == 0 else stop
+    runs, outs = [], []
+    for k in range(seeds):
+        fixed = dataclasses.replace(cfg, seed=cfg.seed + k, eval_every=eval_every, **overrides)  # steps kept
+        out = run_dir.parent / f"{run_dir.name}_fix"
+        n = 2
+        while out.exists():
+            out, n = run_dir.parent / f"{run_dir.name}_fix{n}", n + 1
+
+        def on_eval(step, metrics, stop=stop):
+            if step >= stop and stop < fixed.steps:
+                raise _StopAt()
+        diverged = False
+        try:
+            diverged = bool(train(fixed, out, progress=False, on_eval=on_eval).diverged)
+        except _StopAt:
+            pass
+        runs.append((read_run(out), diverged))
+        outs.append(str(out))
     compare = {}
     for name in ("train/loss", "eval/loss"):
-        b, a = _at(before_table, name, step), _at(after_table, name, step)
-        if b is not None and a is not None:
-            compare[name] = {"before": b, "after": a, "change": a - b}
+        b = _at(before_table, name, stop)
+        after = [a for a in (_at(t, name, stop) for t, _ in runs) if a is not None]
+        if b is None or not after:
+            continue
+        seed_noise = float(np.ptp(after)) if len(after) > 1 else 0.0
+        noise = max(seed_noise, _scatter(before_table, name, stop), *(_scatter(t, name, stop) for t, _ in runs))
+        mean = float(np.mean(after))
+        compare[name] = {"before": b, "after": mean, "after_per_seed": after, "change": mean - b,
+                         "seed_noise": seed_noise, "noise": noise,
+                         "improved": bool(b - mean > 2 * noise)}
     main = compare.get("eval/loss") or compare.get("train/loss")
-    return {"cause": hypothesis.cause, "applied": overrides, "steps": steps, "out": str(out), "step": step,
-            "compare": compare, "improved": bool(main and main["after"] < main["before"]),
-            "diverged": bool(result.diverged)}
+    return {"cause": hypothesis.cause, "applied": overrides, "steps": stop, "schedule_steps": cfg.steps,
+            "seeds": seeds, "out": outs[0], "outs": outs, "step": stop, "compare": compare,
+            "improved": bool(main and main["improved"]), "diverged": any(d for _, d in runs)}
 
 
 def human(data: dict) -> str:
@@ -79,32 +119,46 @@ def human(data: dict) -> str:
         lines.append("symptoms: " + ", ".join(data["symptoms"]))
     if not data["hypotheses"]:
         lines.append("no likely cause found: the curves look healthy. Run `ntjax curves` for the full picture.")
+    if data.get("context"):
+        lines.append("context: " + data["context"]["summary"])
     for i, h in enumerate(data["hypotheses"][:5], 1):
-        lines.append(f"{i}. {h['cause']}  (confidence {h['confidence']:.2f})")
-        lines += [f"     - {e}" for e in h["evidence"][:4]]
+        lines.append(f"{i}. {h['cause']}  (confidence {h['confidence']:.2f}; log-odds {h['log_odds']:+.1f} "
+                     f"vs healthy, prior {h['contributions'][0]['log_odds']:+.1f})")
+        lines += [f"     - {e}" for e in h["evidence"][:5]]
         lines.append(f"     fix:  {h['fix']}")
         lines.append(f"     next: {h['next']}")
+    if data.get("tie"):
+        lines.append(data["tie"])
+    lines += data.get("insufficient", [])
     fix = data.get("fix_result")
     if fix:
-        lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}, {fix['steps']} steps:")
+        lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}: {fix['seeds']} seeds, compared at "
+                     f"step {fix['step']} of a {fix['schedule_steps']}-step schedule (the original length):")
         for name, c in fix["compare"].items():
             lines.append(f"     {name} at step {fix['step']}: {c['before']:.4g} -> {c['after']:.4g} "
-                         f"({c['change']:+.4g})")
-        lines.append("     improved" if fix["improved"] else "     not improved: try the next hypothesis")
+                         f"({c['change']:+.4g}; seed-to-seed noise {c['seed_noise']:.3g}, noise used "
+                         f"{c['noise']:.3g})")
+        lines.append("     improved (beyond 2x the noise)" if fix["improved"] else
+                     "     not improved beyond the noise: try the next hypothesis")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> Result:
     from ntjax.commands.curves import read
     from ntjax.diagnostics.detectors import analyse
-    from ntjax.diagnostics.hypotheses import parse_symptoms, rank
+    from ntjax.diagnostics.hypotheses import diagnose, parse_symptoms
     table = read(args.path)
     analysis = analyse(table)
     symptoms = parse_symptoms(args.symptom)
-    hypotheses = rank(table, analysis, symptoms, args.path)
+    diagnosis = diagnose(table, analysis, symptoms, args.path)
+    hypotheses = diagnosis.hypotheses
     data = {"source": table.source, "format": table.format, "symptoms": sorted(symptoms),
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
-            "findings": [f.to_dict() for f in analysis.findings]}
+            "findings": [f.to_dict() for f in analysis.findings],
+            "context": {"summary": diagnosis.context.summary(), **diagnosis.context.to_dict()},
+            "p_healthy": round(diagnosis.p_healthy, 3), "insufficient": diagnosis.insufficient}
+    if diagnosis.tie:
+        data["tie"] = diagnosis.tie
     if args.fix:
         if not hypotheses:
             raise NtjaxError("--fix: no cause found to fix (the curves look healthy)")

@@ -1,44 +1,45 @@
-"""`ntjax debug`'s reasoning: symptoms (free text) -> checks -> causes ranked by the evidence for each.
+"""`ntjax debug`'s reasoning: a log-linear model over independent signals, one log-odds per cause.
 
-Each check reads one kind of evidence (curve findings, gradient norms, update ratios, attention logits,
-the initial loss against ln(vocab), the run's config.json) and votes for causes with a weight. A cause's
-confidence combines its votes as independent evidence: 1 - prod(1 - w).
+For each cause c, log-odds against "the run is healthy" = prior_c + sum over signals s of w_cs * x_s, where
+x_s in [0, 1] is a signal's strength (`ntjax.diagnostics.evidence`: each a pure function of the run with a sentence of
+numbers and steps). Confidences are the softmax of those log-odds (with "healthy" at 0) at a fitted
+temperature: probabilities that sum to at most 1 over the causes, calibrated on the diagnosis benchmark's
+dev part (`benchmarks/diagnosis/fit_engine.py` fits the priors, weights and temperature into
+`ntjax/core/data/diagnosis_weights.json`). Every point of confidence is a listed contribution; near-ties are
+said, never broken silently; where the evidence a cause needs was not logged, the output says what to log.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import re
-from typing import Any, Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ntjax.diagnostics.context import RunContext, _find, read_context
 from ntjax.diagnostics.detectors import Analysis
-from ntjax.diagnostics.findings import fmt
+from ntjax.diagnostics.evidence import Signal, collect, missing_inputs, parse_symptoms
 from ntjax.diagnostics.runtable import RunTable
 
-SYMPTOMS = {  # free-text pattern -> symptom
-    "plateau": r"stuck|plateau|flat|not (decreas|improv|go(ing)? down|learn)|doesn'?t (decrease|learn|improve)",
-    "nan": r"\bnan\b|\binf\b|non-?finite|overflow",
-    "slow": r"slow|takes? (too )?long|barely",
-    "spiky": r"spik|unstable|instab|jump|noisy|oscillat",
-    "overfitting": r"overfit|val(idation)?[ _]loss (goes |is )?(up|ris|increas)|gap|memori",
-    "diverging": r"diverg|explod|blow|increas|goes up|rising",
-}
-EXPLODING_GROWTH = 10.0  # the grad norm grew 10x from after warmup to the end: gradients explode
-VANISHING_RATIO = 1e-3  # a layer's grad norm under 1e-3 of the median layer's: it stopped learning
-UPDATE_RATIO_HIGH = 1e-2  # |update|/|param| per step above 1e-2 rewrites weights every ~100 steps
-UPDATE_RATIO_LOW = 1e-5  # below 1e-5, weights barely move: the LR is too low (healthy ~1e-3)
-# Attention logits of tens are normal once a model attends sharply (a byte model looking at the previous
-# byte); the instability of Dehghani et al. 2023 and Wortsman et al. 2023 shows logits in the hundreds to
-# thousands that are still climbing.
-ATTN_LOGIT_HIGH = 200.0
-ATTN_LOGIT_GROWTH = 2.0  # ...and still doubling over the second half of the run
-INIT_LOSS_EXCESS = 1.2  # a first loss 20% above ln(vocab): the output logits start too large
-LR_FAR_ABOVE = 10.0  # 10x the size-based LR rule: too high for AdamW at this size
-LR_FAR_BELOW = 0.1  # a tenth of it: too low
-WEIGHT_DECAY_HIGH = 1.0  # decoupled weight decay coefficients live in 0..0.3; 1 and above shrinks the weights
-LR_ABSURD = 0.1  # an Adam LR of 0.1 or more is too high for almost any network
+__all__ = ["Hypothesis", "parse_symptoms", "config_evidence", "rank", "diagnose", "load_weights"]
+
+WEIGHTS_FILE = Path(__file__).parent / "data" / "diagnosis_weights.json"
+MIN_CONFIDENCE = 0.05  # causes below 5% are not listed
+TIE_MARGIN = 0.05  # two causes within 5 points of confidence are a tie the evidence cannot break
+CONFIDENT = 0.5  # below this, everything missing from the log is asked for
+LR_FAR_ABOVE = 10.0  # the fixes use the size-based rule when the LR is 10x off it
+LR_FAR_BELOW = 0.1
+LR_ABSURD = 0.1
+# Which missing inputs would have informed which cause (for "insufficient evidence: log ...").
+NEEDS = {"vanishing_gradients": ("layers",), "gradient_explosion": ("grad_norm", "layers"),
+         "lr_too_high": ("train", "lr", "updates", "grad_norm"), "lr_too_low": ("lr", "updates"),
+         "insufficient_warmup": ("lr",), "overfitting": ("eval", "train"), "underfitting": ("eval",),
+         "data_pipeline": ("eval",), "label_noise": ("eval",), "weight_decay": ("config",),
+         "initialization": ("config",), "lr_schedule": ("lr",), "batch_size": ("config",),
+         "numerical_precision": ("grad_norm",)}
 
 
 @dataclasses.dataclass
@@ -51,32 +52,31 @@ class Hypothesis:
     fix: str
     next: str
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields the fix sets
+    contributions: list[dict] = dataclasses.field(default_factory=list)
+    log_odds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"cause": self.cause, "confidence": round(self.confidence, 3), "evidence": self.evidence,
-                "fix": self.fix, "next": self.next}
+                "fix": self.fix, "next": self.next, "log_odds": round(self.log_odds, 2),
+                "contributions": self.contributions}
 
 
-def parse_symptoms(text: str | None) -> set[str]:
-    """Map free text ("loss stuck at 2.3", "NaN after 2k steps") to symptom names."""
-    low = (text or "").lower()
-    return {name for name, pattern in SYMPTOMS.items() if re.search(pattern, low)}
+@dataclasses.dataclass
+class Diagnosis:
+    """The ranked hypotheses and what the engine could and could not see."""
+
+    hypotheses: list[Hypothesis]
+    context: RunContext
+    signals: list[Signal]
+    p_healthy: float
+    tie: str | None = None
+    insufficient: list[str] = dataclasses.field(default_factory=list)
 
 
-def _find(tree: Any, keys: Iterable[str]) -> Any:
-    """The first value under any of `keys` in a nested dict/list, searched breadth first."""
-    keys = tuple(keys)
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            for k in keys:
-                if k in node and not isinstance(node[k], (dict, list)) and node[k] is not None:
-                    return node[k]
-            queue += list(node.values())
-        elif isinstance(node, list):
-            queue += node
-    return None
+@lru_cache(maxsize=4)
+def load_weights(path: str | None = None) -> dict:
+    """The fitted priors, weights and temperature (package data)."""
+    return json.loads(Path(path or WEIGHTS_FILE).read_text())
 
 
 def config_evidence(config: dict | None) -> dict[str, Any]:
@@ -93,141 +93,44 @@ def config_evidence(config: dict | None) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-class _Votes:
-    """Evidence per cause: weights combine as independent evidence."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, list[tuple[float, str]]] = {}
-
-    def add(self, cause: str, weight: float, evidence: str) -> None:
-        self.items.setdefault(cause, []).append((weight, evidence))
-
-    def confidence(self, cause: str) -> float:
-        return 1 - math.prod(1 - w for w, _ in self.items[cause])
-
-
-def _median_tail(values: np.ndarray, fraction: float = 0.1) -> float:
-    return float(np.median(values[-max(1, int(values.size * fraction)):]))
+def _terms(spec: dict, signals: list[Signal]) -> tuple[float, list[dict]]:
+    """A class's logit (prior plus weighted signals) and its rows."""
+    z, rows = float(spec.get("prior", 0.0)), []
+    for s in signals:
+        w = spec["weights"].get(s.name)
+        if w:
+            rows.append({"signal": s.name, "value": round(s.value, 3), "weight": w,
+                         "log_odds": round(w * s.value, 2), "evidence": s.evidence})
+            z += w * s.value
+    return z, rows
 
 
-def _per_layer(table: RunTable, prefix: str) -> dict[str, float]:
-    return {n.removeprefix(prefix): _median_tail(s.finite().value) for n, s in table.series.items()
-            if n.startswith(prefix) and len(s.finite())}
+def scores(signals: list[Signal], weights: dict | None = None) -> tuple[dict[str, float], dict[str, list[dict]]]:
+    """Per cause: the log-odds against "healthy" and the contributions that make it up. The healthy class
+    has its own terms (warning findings count against it); they enter each cause's log-odds negated."""
+    weights = weights or load_weights()
+    z_h, rows_h = _terms(weights.get("healthy", {"prior": 0.0, "weights": {}}), signals)
+    against_healthy = [{**r, "signal": f"not healthy: {r['signal']}", "weight": -r["weight"],
+                        "log_odds": -r["log_odds"]} for r in rows_h]
+    logits, parts = {}, {}
+    for cause, spec in weights["causes"].items():
+        z, rows = _terms({"weights": spec["weights"]}, signals)
+        logits[cause] = float(spec["prior"]) + z - z_h
+        parts[cause] = rows + against_healthy
+    return logits, parts
 
 
-def check_findings(analysis: Analysis, votes: _Votes) -> None:
-    """Curve findings -> causes."""
-    for f in analysis.findings:
-        if f.severity == "info" and f.kind not in ("lr_loss_correlation",):
-            continue
-        e = f"{f.kind} in {f.metric}: {f.evidence}"
-        if f.kind == "divergence":
-            votes.add("lr_too_high", 0.6, e)
-            votes.add("gradient_explosion", 0.3, e)
-        elif f.kind == "nan":
-            votes.add("numerical_precision", 0.4, e)
-            votes.add("lr_too_high", 0.4, e)
-        elif f.kind in ("oscillation", "spike"):
-            votes.add("lr_too_high", 0.35, e)
-            votes.add("batch_size", 0.15, e)
-        elif f.kind == "lr_loss_correlation" and f.severity != "info":
-            votes.add("lr_too_high", 0.6, e)
-        elif f.kind == "short_warmup":
-            votes.add("insufficient_warmup", 0.6, e)
-        elif f.kind == "overfitting":
-            votes.add("overfitting", 0.7, e)
-        elif f.kind == "underfitting":
-            votes.add("underfitting", 0.6, e)
-        elif f.kind == "slow_convergence":
-            votes.add("lr_too_low", 0.5, e)
-        elif f.kind == "no_learning":
-            votes.add("lr_too_low", 0.3, e)
-            votes.add("data_pipeline", 0.3, e)
-            votes.add("initialization", 0.2, e)
-            if "ln " in f.evidence:
-                votes.add("lr_too_high", 0.25, e + " (a too-high LR also collapses the output to uniform)")
-        elif f.kind == "plateau":
-            votes.add("lr_too_low", 0.3, e)
-            votes.add("underfitting", 0.25, e)
+def probabilities(logits: dict[str, float], temperature: float) -> tuple[dict[str, float], float]:
+    """Softmax over the causes and "healthy" (log-odds 0), at the fitted temperature."""
+    names = list(logits)
+    z = np.array([0.0] + [logits[n] for n in names]) / max(temperature, 1e-6)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return dict(zip(names, p[1:].tolist())), float(p[0])
 
 
-def check_gradients(table: RunTable, votes: _Votes) -> None:
-    """Global grad norm growth; per-layer norms (vanishing layers); per-layer update/param ratios."""
-    g = table.get("train/grad_norm")
-    if g is not None and len(g.finite()) >= 10:
-        v = g.finite().value
-        start = float(np.median(v[len(v) // 10: len(v) // 5 + 1]))
-        end = _median_tail(v)
-        if start > 0 and end / start >= EXPLODING_GROWTH:
-            votes.add("gradient_explosion", 0.6, f"global grad norm grew {fmt(start)} -> {fmt(end)} "
-                      f"(x{end / start:.0f})")
-    layers = _per_layer(table, "grad_norm/")
-    if len(layers) >= 3:
-        mid = float(np.median(list(layers.values())))
-        dead = {k: v for k, v in layers.items() if mid > 0 and v < VANISHING_RATIO * mid}
-        if dead:
-            names = ", ".join(sorted(dead)[:4])
-            votes.add("vanishing_gradients", 0.6, f"{len(dead)} of {len(layers)} layers have grad norms under "
-                      f"{VANISHING_RATIO:g} of the median layer ({fmt(mid)}): {names}")
-    ratios = _per_layer(table, "update_ratio/")
-    if ratios:
-        med = float(np.median(list(ratios.values())))
-        if med > UPDATE_RATIO_HIGH:
-            votes.add("lr_too_high", 0.5, f"median update/param ratio {med:.2g} per step (healthy ~1e-3)")
-        elif 0 < med < UPDATE_RATIO_LOW:
-            votes.add("lr_too_low", 0.5, f"median update/param ratio {med:.2g} per step (healthy ~1e-3)")
-
-
-def check_attention(table: RunTable, votes: _Votes) -> None:
-    """Attention logits growing without bound: softmax saturates, then training destabilises."""
-    for name, s in table.series.items():
-        if name.startswith("attn_max_logit/") and len(s.finite()) >= 4:
-            v = s.finite().value
-            half = v.size // 2
-            mid = float(np.median(v[max(0, half - max(1, v.size // 20)):half + max(1, v.size // 20)]))
-            last = _median_tail(v)
-            if last >= ATTN_LOGIT_HIGH and mid > 0 and last / mid >= ATTN_LOGIT_GROWTH:
-                votes.add("attention_logit_growth", 0.6, f"{name} grew {fmt(mid)} -> {fmt(last)} over the second "
-                                                         "half of the run and is still climbing")
-                return
-
-
-def check_initial_loss(table: RunTable, cfg: dict[str, Any], votes: _Votes) -> None:
-    """A first loss far above ln(vocab): the output logits start too large (init or missing scaling)."""
-    s = table.get("train/loss") or table.get("eval/loss")
-    vocab = cfg.get("vocab_size")
-    if s is None or not len(s.finite()) or not vocab:
-        return
-    first, uniform = float(s.finite().value[0]), math.log(float(vocab))
-    if first > INIT_LOSS_EXCESS * uniform:
-        e = f"first loss {fmt(first)} vs ln({vocab}) = {uniform:.2f}: the output logits start too large"
-        votes.add("initialization", 0.5, e)
-        votes.add("output_logit_divergence", 0.3, e)
-
-
-def check_config(cfg: dict[str, Any], votes: _Votes) -> None:
-    """The run's own settings: an LR far from the size-based rule, a huge weight decay, no warmup."""
-    lr, n = cfg.get("lr"), cfg.get("n_params")
-    if isinstance(lr, (int, float)) and lr > 0:
-        if isinstance(n, (int, float)) and n > 0:
-            from ntjax.core.config import smart_lr
-            rule = smart_lr(int(n))
-            if lr >= LR_FAR_ABOVE * rule:
-                votes.add("lr_too_high", 0.6, f"config lr {lr:g} is {lr / rule:.0f}x the size-based rule "
-                          f"{rule:.2g} for {int(n):,} parameters")
-            elif lr <= LR_FAR_BELOW * rule:
-                votes.add("lr_too_low", 0.6, f"config lr {lr:g} is 1/{rule / lr:.0f} of the size-based rule "
-                          f"{rule:.2g} for {int(n):,} parameters")
-        elif lr >= LR_ABSURD:
-            votes.add("lr_too_high", 0.5, f"config lr {lr:g}: far above any Adam LR that trains")
-    wd = cfg.get("weight_decay")
-    if isinstance(wd, (int, float)) and wd >= WEIGHT_DECAY_HIGH:
-        votes.add("weight_decay", 0.8, f"config weight_decay {wd:g}: weights shrink faster than they learn")
-    if cfg.get("warmup") == 0:
-        votes.add("insufficient_warmup", 0.2, "config warmup 0 steps")
-
-
-def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tuple[str, str, dict]:
+def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str,
+           signals: frozenset[str] = frozenset()) -> tuple[str, str, dict]:
     """The concrete fix, the next command (a real ntjax command line) and the config overrides."""
     lr = cfg.get("lr")
     lr = lr if isinstance(lr, (int, float)) and lr > 0 else None
@@ -291,6 +194,17 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tup
     if cause == "batch_size":
         return ("a larger batch (or gradient accumulation) to cut gradient noise",
                 f"ntjax sweep --param batch_size=choice:16,32,64 --steps {steps} --out sweeps/bs", {})
+    if cause == "lr_schedule":
+        return ("resume with the checkpoint's optimizer state and schedule position (the step counter and LR "
+                "must continue, not restart)", f"ntjax curves {source}", {})
+    if cause == "label_noise":
+        return ("check the labels: a sample of (input, label) pairs by eye, label agreement, shuffling that "
+                "moves labels apart from inputs", f"ntjax curves {source}", {})
+    if cause == "initialization" and "zero_grad_layers" in signals:
+        return ("re-initialise the layers whose gradient is exactly 0: all-zero (or constant) weights keep every "
+                "unit identical, and ReLUs pushed negative (a large negative bias) stay dead; use the framework's "
+                "default (Kaiming/Xavier) init, a zero or small positive bias, or leaky ReLU",
+                f"ntjax curves {source}", {})
     if cause == "initialization":
         return ("scale the output layer init down (or zero it) so the first loss is about ln(vocab)",
                 f"ntjax curves {source}", {})
@@ -298,31 +212,53 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str) -> tup
             f"ntjax curves {source}", {})
 
 
-def rank(table: RunTable, analysis: Analysis, symptoms: set[str], source: str) -> list[Hypothesis]:
-    """Causes ranked by the evidence for them; symptoms boost the causes they point to."""
+def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: str,
+             weights: dict | None = None) -> Diagnosis:
+    """Signals -> per-cause log-odds -> calibrated confidences, with ties and missing evidence named."""
+    weights = weights or load_weights()
+    ctx = read_context(table)
+    signals = collect(table, analysis, ctx, symptoms)
+    logits, parts = scores(signals, weights)
+    probs, p_healthy = probabilities(logits, float(weights.get("temperature", 1.0)))
     cfg = config_evidence(table.meta.get("config"))
-    votes = _Votes()
-    check_findings(analysis, votes)
-    check_gradients(table, votes)
-    check_attention(table, votes)
-    check_initial_loss(table, cfg, votes)
-    check_config(cfg, votes)
-    boosts = {"plateau": ("lr_too_low", "underfitting", "weight_decay", "data_pipeline"),
-              "slow": ("lr_too_low",), "nan": ("numerical_precision", "lr_too_high", "gradient_explosion"),
-              "spiky": ("lr_too_high", "insufficient_warmup", "batch_size"), "overfitting": ("overfitting",),
-              "diverging": ("lr_too_high", "gradient_explosion", "insufficient_warmup")}
-    for symptom in symptoms:
-        for cause in boosts[symptom]:
-            if cause in votes.items:
-                votes.add(cause, 0.15, f"matches the reported symptom: {symptom}")
-    # The config's own LR settles the direction: curve shapes that look "slow" under a 100x LR are chaos.
-    config_says = [c for c in ("lr_too_high", "lr_too_low")
-                   if any(e.startswith("config lr") for _, e in votes.items.get(c, []))]
-    if len(config_says) == 1:
-        votes.items.pop({"lr_too_high": "lr_too_low", "lr_too_low": "lr_too_high"}[config_says[0]], None)
     out = []
-    for cause, items in votes.items.items():
-        fix, nxt, overrides = _fixes(cause, cfg, table, source)
-        evidence = [e for _, e in sorted(items, key=lambda x: -x[0])]
-        out.append(Hypothesis(cause, votes.confidence(cause), list(dict.fromkeys(evidence)), fix, nxt, overrides))
-    return sorted(out, key=lambda h: -h.confidence)
+    for cause, p in sorted(probs.items(), key=lambda kv: (-kv[1], kv[0])):
+        support = [c for c in parts[cause] if c["log_odds"] > 0 and not c["signal"].startswith("not healthy")]
+        if p < MIN_CONFIDENCE or not support:
+            continue
+        prior = float(weights["causes"][cause]["prior"])
+        rows = [{"signal": "prior", "value": 1.0, "weight": prior, "log_odds": round(prior, 2),
+                 "evidence": f"base rate of {cause} among diagnosed runs"}] + \
+            sorted(parts[cause], key=lambda c: -abs(c["log_odds"]))
+        evidence = [f"{c['evidence']} [{c['log_odds']:+.1f} log-odds]" for c in rows[1:] if c["log_odds"] > 0]
+        evidence += [f"against: {c['evidence']} [{c['log_odds']:+.1f} log-odds]" for c in rows[1:] if c["log_odds"] < 0]
+        fix, nxt, overrides = _fixes(cause, cfg, table, source, frozenset(s.name for s in signals))
+        out.append(Hypothesis(cause, p, evidence, fix, nxt, overrides, rows, logits[cause]))
+    tie = None
+    if len(out) >= 2 and out[0].confidence - out[1].confidence < TIE_MARGIN:
+        tied = [h for h in out if out[0].confidence - h.confidence < TIE_MARGIN]
+        tie = (f"tie: {' and '.join(h.cause for h in tied)} are within {TIE_MARGIN:.0%} "
+               f"({', '.join(f'{h.confidence:.2f}' for h in tied)}); the evidence does not separate them (the order "
+               f"is by confidence alone, alphabetical where equal). Try the cheapest fix first; if nothing "
+               f"changes, the next")
+        for h in tied:
+            h.evidence.append(f"tied with {', '.join(t.cause for t in tied if t is not h)}: see `tie`")
+    missing = missing_inputs(table, ctx)
+    insufficient = []
+    bad = [f for f in analysis.findings if f.severity != "info"]
+    if bad or out:
+        # what the top causes' checks need and the log lacks (always said: a confident cause can still be
+        # settled by a metric the log does not hold); below CONFIDENT, everything missing is asked for
+        wanted = [k for h in out[:3] for k in NEEDS.get(h.cause, ())]
+        if not out or out[0].confidence < CONFIDENT:
+            wanted += list(missing)
+        insufficient = [f"insufficient evidence: log {missing[k]}" for k in dict.fromkeys(wanted) if k in missing]
+        if not insufficient and not out:
+            insufficient = ["insufficient evidence: the curves show " + ", ".join(
+                dict.fromkeys(f.kind for f in bad)) + " but no signal points to a cause"]
+    return Diagnosis(out, ctx, signals, p_healthy, tie, insufficient)
+
+
+def rank(table: RunTable, analysis: Analysis, symptoms: set[str], source: str) -> list[Hypothesis]:
+    """Causes ranked by calibrated confidence (see `diagnose` for the ties and missing evidence)."""
+    return diagnose(table, analysis, symptoms, source).hypotheses

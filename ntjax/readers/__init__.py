@@ -88,11 +88,28 @@ def _read_one_of(root: str, runs: list[Run]) -> RunTable:
     raise first_error
 
 
+def _attach_histograms(table: RunTable, folder: str) -> None:
+    """An ntjax run's gradient histograms (logged only to TensorBoard) into meta["histograms"]."""
+    if not os.path.isdir(folder):
+        return
+    events = sorted(os.path.join(folder, n) for n in os.listdir(folder) if "tfevents" in n)
+    if not events:
+        return
+    try:
+        hist = read_event_files(folder, events).meta.get("histograms")
+    except (ReadError, OSError, ValueError) as e:
+        table.problems.append(f"{folder}: histograms unreadable ({e}), skipped")
+        return
+    if hist:
+        table.meta["histograms"] = hist
+
+
 def _read_found(root: str, run: Run) -> RunTable:
     """Read one discovered run."""
     if run.kind == "ntjax":
         table = _read_file(run.files[0], source=run.path)
         table.format = "ntjax-jsonl"
+        _attach_histograms(table, os.path.join(run.path, "tensorboard"))
     elif run.kind == "tensorboard":
         table = read_event_files(run.path, list(run.files))
     elif run.kind == "wandb-dir":

@@ -16,7 +16,8 @@ from ntjax.core import runfolder as rf
 HEAD_BYTES = 65536  # enough of a file to tell its format
 MAX_CONTROL_FRACTION = 0.01  # more control bytes than this in the head: binary, not a text log
 MAX_DEPTH = 6  # folder levels searched for runs
-_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+# Tab, newlines, form feed, and what console captures hold: backspace and ESC (ANSI colours, tqdm bars).
+_CONTROL = bytes(b for b in range(32) if b not in (8, 9, 10, 12, 13, 27))
 LOG_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".log", ".txt", ".out")
 # Files beside logs that are not logs (configs, W&B bookkeeping, package metadata).
 NOT_LOGS = frozenset({rf.CONFIG_FILE, "wandb-metadata.json", "requirements.txt", "debug.log", "debug-internal.log",

@@ -18,6 +18,9 @@ import numpy as np
 from ntjax.readers.columns import Chunks, add_chunk, build_table
 from ntjax.diagnostics.runtable import RunTable
 
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
+# A quoted key in a printed Python dict or JSON: {'loss': 2.3} -> loss: 2.3.
+_QUOTED_KEY = re.compile(r"""['"]([A-Za-z_][\w./-]*)['"]\s*:""")
 _NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|infinity|inf)"
 _UNIT = r"ms|s|us|%|[kKMGT]i?B|tok/s|tokens/s|it/s|samples/s"
 _TOKEN = re.compile(rf"""
@@ -78,13 +81,29 @@ def _step_of(pairs: list[tuple[str, float, str, int | None]]) -> tuple[int | Non
     return None, None
 
 
+def clean_console(text: str) -> str:
+    """A console capture as plain lines: ANSI escapes and backspaces removed, a line redrawn with carriage
+    returns (tqdm) kept as its last state, quotes around dict keys dropped (`{'loss': 2.3}`)."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
+    if "\b" in text:
+        text = re.sub(r".\x08", "", text).replace("\x08", "")
+    lines = []
+    for line in text.split("\n"):
+        parts = [p for p in line.split("\r") if p.strip()]
+        lines.append(parts[-1] if parts else "")
+    return _QUOTED_KEY.sub(r"\1:", "\n".join(lines))
+
+
 def read_text(source: str, text: str, fmt: str = "text") -> RunTable:
     """Every named number of every line as a series, keyed by the line's (or the last seen) step."""
     series: dict[str, tuple[list[float], list[float]]] = {}
     units: dict[str, str] = {}
     meta: dict = {}
     problems: list[str] = []
-    lines = text.splitlines()
+    text = clean_console(text)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     torn_last = bool(lines) and not text.endswith(("\n", "\r"))
     last_step, any_step, ordinal = float("nan"), False, 0
     for number, line in enumerate(lines, 1):

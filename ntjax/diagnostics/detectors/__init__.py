@@ -10,7 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from ntjax.diagnostics.detectors import curve, relations
+from ntjax.diagnostics.context import read_context
+from ntjax.diagnostics.detectors import context_findings, curve, histograms, relations
 from ntjax.diagnostics.findings import Finding, fmt, is_healthy, ranked
 from ntjax.diagnostics.runtable import RunTable, Series
 
@@ -112,8 +113,11 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
     findings: list[Finding] = []
     if primary:
         findings += _curve_findings(table.series[primary], lr_at, primary=True)
+    if primary != "train/loss" and train is not None:  # too few finite points to be the primary: NaN early
+        findings += curve.detect_nonfinite(train.step, train.value, train.name)
     blowup = next((f.start_step for f in findings if f.kind in ("divergence", "nan")), None)
     if eval_ is not None and blowup is not None:  # after the blow-up, eval only echoes it
+        findings += curve.detect_nonfinite(eval_.step, eval_.value, eval_.name)  # but its own NaN is said
         eval_ = _until(eval_, blowup)
     if eval_ is not None and primary != "eval/loss" and len(eval_.finite()) >= 3:
         eval_findings = _curve_findings(eval_, lr_at, primary=False)
@@ -138,6 +142,17 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         for name in table.names():
             if name.startswith("eval/") and name != "eval/loss":
                 findings += relations.detect_metric_disagreement(eval_.finite(), table.series[name].finite())
+    ctx = read_context(table)
+    early_decay = any(f.kind == "plateau" and "decayed too early" in f.evidence for f in findings)
+    if primary and not early_decay and not any(f.kind in ("divergence", "nan") for f in findings):
+        first_eval = eval_.finite() if eval_ is not None else None
+        init_loss = (float(first_eval.value[0]) if first_eval is not None and len(first_eval)
+                     and first_eval.step[0] <= table.series[primary].step[0] + 1 else None)
+        trivial = context_findings.detect_trivial_solution(table.series[primary], ctx, init_loss)
+        if trivial:  # the trivial level explains the flat loss: one finding, not three
+            findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
+    findings = _explain_by_context(findings, context_findings.detect_resume_regression(train, eval_, ctx), ctx)
+    findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []
     if baseline is not None:
         for name in ("eval/loss", "train/loss"):
@@ -150,10 +165,33 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
                     findings.append(relations.baseline_finding(cmp))
     if primary and is_healthy(findings):
         findings.append(_healthy(table.series[primary].finite(), eval_))
-    findings = ranked(findings)
+    findings = ranked(list({(f.kind, f.metric, f.start_step): f for f in findings}.values()))  # each once
     metrics = {name: summarise(s) for name, s in sorted(table.series.items())}
     return Analysis(table.source, table.format, primary, metrics, findings,
                     verdict(table, primary, findings), comparisons, list(table.problems))
+
+
+def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) -> list[Finding]:
+    """One event, one finding: what a restart or an early LR decay explains is not reported again.
+
+    A resume regression takes over the LR-loss jump, the spike and the "short warmup" at its step (a
+    restart that jumps back to the peak LR causes all three); a raised LR that set off an oscillation is
+    that oscillation's story instead. A plateau from an LR decayed too early is not underfitting."""
+    span = max([f.end_step or f.start_step or 0 for f in findings] + [1])
+    near = lambda a, b: a is not None and b is not None and abs(a - b) <= max(3, 0.03 * span)  # noqa: E731
+    kept_resumes = []
+    for r in resumes:
+        raised = next((p for p in ctx.resumes if p.step == r.start_step), None)
+        if raised is not None and raised.kind == "lr_raised" and any(
+                f.kind == "oscillation" and near(f.start_step, r.start_step) for f in findings):
+            continue
+        kept_resumes.append(r)
+    taken = ("lr_loss_correlation", "spike", "short_warmup")
+    out = [f for f in findings if not (f.kind in taken and f.severity != "info"
+                                       and any(near(f.start_step, r.start_step) for r in kept_resumes))]
+    if any(f.kind == "plateau" and "decayed too early" in f.evidence for f in out):
+        out = [f for f in out if f.kind != "underfitting"]
+    return out + kept_resumes
 
 
 def _until(s: Series, step: int) -> Series:

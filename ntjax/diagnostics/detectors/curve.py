@@ -21,6 +21,9 @@ SPIKE_MIN_RISE = math.log(1.1)  # and at least 10% above the local level: tiny b
 SPIKE_MIN_OF_RANGE = 0.02  # and 2% of the run's loss range: quantised tiny losses (1e-4 -> 2e-4) are not spikes
 SPIKE_RECOVERED_Z = 3.0  # back within 3 sigmas of the pre-spike level counts as recovered
 SPIKE_TRANSIENT_POINTS = 3  # recovered within 3 logged points: a one-step (bad batch) spike
+SPIKE_WARN_HEIGHT = math.log(2.0)  # 2x the local trend or more is a warning however fast it recovers
+SPIKE_HANDFUL = 5  # needing more than a handful of logged points to recover...
+SPIKE_SLOW_FRACTION = 0.01  # ...or more than 1% of the run (over 3+ points) is a lasting spike: warning
 SPIKE_RECOVERY_FRACTION = 0.05  # not recovered within 5% of the run: the spike changed the run
 SPIKE_REPEAT_COUNT = 3  # this many spikes...
 SPIKE_REPEAT_SPAN = 0.10  # ...within 10% of the run is a pattern, not bad luck
@@ -30,15 +33,26 @@ PLATEAU_SLOPE = 0.02  # improving under 2% per decade of steps is flat (healthy 
 PLATEAU_SLOPE_MAX = 0.08  # noisy curves get a looser threshold (2 standard errors), never above 8%
 PLATEAU_FLAT_SHARE = 0.8  # 80% of the later starts flat too: the flatness lasts to the end
 PLATEAU_MIN_SPAN = 0.2  # a plateau covers at least the last 20% of the run (shorter is noise)
+PLATEAU_WARN_POINTS = 6  # fewer flat points than this (a handful of evals) cannot establish a stall
 PLATEAU_WARN_SPAN = 0.3  # flat over 30% of the run while not converged wastes compute: warning
 PLATEAU_REGIME = 3.0  # a stall: it improved 3x faster before (a fine-tune that was flat all along is not stuck)
+PLATEAU_FIT_MIN_POINTS = 8  # a trend needs this many points before the flat part
+PLATEAU_FIT_ERROR = 0.05  # and must fit them within 5% (median relative error) to be trusted
+PLATEAU_TREND_LEFT = 0.02  # the trend predicts under 2% more progress: it is near its floor
+PLATEAU_TREND_SHARE = 0.5  # the flat part fell at least half of what the trend predicts: on trend
 CONVERGED_FRACTION = 0.35  # a loss down to 35% of where it started has learned most of what it will
-LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected
+LR_ANNEALED = 0.1  # an LR under 10% of its peak is in its final anneal: a flat loss there is expected...
+LR_EARLY_DECAY_SPAN = 0.35  # ...unless 35% or more of the run is left: then the schedule ended too early
 # --- oscillation
 OSC_AMPLITUDE = 0.05  # residual swings of 5% of the trend level...
 OSC_AUTOCORR = 0.6  # ...that persist from one point to the next (batch noise has ~0 autocorrelation)
-OSC_TREND_FRACTION = 0.05  # the trend is a rolling median over 5% of the run
-OSC_MIN_BLOCKS = 2  # two consecutive unstable blocks, so one noisy block is not a finding
+OSC_PEAK = 0.4  # or that come back: an autocorrelation peak of 0.4+ at some lag...
+OSC_TROUGH = 0.2  # ...after a trough of -0.2 or below (half a period out of phase)
+OSC_MAX_LAG = 60  # periods up to 60 logged points
+OSC_TREND_FRACTION = 0.05  # the trend is a rolling median over 5% of the run...
+OSC_TREND_MIN_POINTS = 31  # ...and at least 31 points, so it spans a period and does not follow the swing
+OSC_BLOCK_MIN_POINTS = 12  # amplitude is judged per block of this many points (or 1/40 of the run)
+OSC_MIN_POINTS = 36  # a swing needs this many points (a few periods) to be told from noise
 # --- no learning / slow convergence
 NO_LEARNING_FRACTION = 0.05  # moved less than 5% from its start: nothing was learned
 UNIFORM_MATCH = 0.015  # a start within 1.5% of ln(k) is what a fresh model predicting uniformly gives
@@ -48,7 +62,7 @@ COMMON_SIZES = (2, 10, 100, 1000, 65, 256, 30522, 32000, 32768, 50257, 50304, 65
 SLOW_EARLY_SHARE = 0.35  # healthy runs make >35% of their progress in the first 20% of steps
 SLOW_EARLY_FRACTION = 0.2
 SLOW_TAIL_SLOPE = 0.05  # still improving >5% per decade at the end: more steps would help
-SLOW_TOTAL_DROP = 0.5  # and the loss fell by less than half
+SLOW_TOTAL_DROP = 0.3  # and the loss fell by less than 30%
 SLOW_CONVERGED_DROP = 0.9  # a loss down 90% is not "slow", whatever its late slope in log space
 
 
@@ -138,8 +152,9 @@ def _spike_events(step: np.ndarray, y: np.ndarray) -> list[dict]:
 def detect_spikes(step: np.ndarray, value: np.ndarray, metric: str, *, quiet: bool = False) -> list[Finding]:
     """Sudden rises far above the recent level (robust: trailing median and MAD, in ln space).
 
-    One-step spikes that recover are `info`; spikes that do not recover, or come in a cluster, are
-    `warning`. `quiet` keeps every spike `info` (a grad-norm spike alone is no failure).
+    Spikes under 2x the local level that recover within a handful of points are `info`; spikes 2x or
+    more above it, slow to recover (more than 5 points, or 1% of the run), unrecovered, or in a cluster
+    are `warning`. `quiet` keeps every spike `info` (a grad-norm spike alone is no failure).
     """
     if value.size < 12:
         return []
@@ -151,17 +166,23 @@ def detect_spikes(step: np.ndarray, value: np.ndarray, metric: str, *, quiet: bo
         s_peak = int(step[e["peak"]])
         near = int(np.sum(np.abs(peaks - s_peak) <= SPIKE_REPEAT_SPAN * span / 2))
         rec = e["recovered"]
-        transient = rec is not None and rec - e["peak"] <= SPIKE_TRANSIENT_POINTS
         recovery = ("did not recover" if rec is None else
                     f"recovered after {int(step[rec]) - s_peak} steps ({rec - e['peak']} logged points)")
-        bad = e["unrecovered"] or near >= SPIKE_REPEAT_COUNT
-        severity = "info" if quiet or (transient and not bad) else ("warning" if bad else "info")
+        points = None if rec is None else rec - e["peak"]
+        slow = points is not None and (points > SPIKE_HANDFUL or
+                                       (points >= 3 and step[rec] - s_peak > SPIKE_SLOW_FRACTION * span))
+        tall = e["height"] >= SPIKE_WARN_HEIGHT
+        bad = e["unrecovered"] or near >= SPIKE_REPEAT_COUNT or slow or tall
+        severity = "info" if quiet or not bad else "warning"
+        why = ("" if severity == "info" else "; " + ", ".join(w for w, on in (
+            ("2x or more above the trend", tall), ("slow to recover", slow or e["unrecovered"]),
+            ("repeated", near >= SPIKE_REPEAT_COUNT)) if on))
         base_v, peak_v = math.exp(e["base"]), float(value[e["peak"]])
         findings.append(Finding(
             "spike", metric, s_peak, None if rec is None else int(step[rec]), severity,
             min(1.0, 0.5 + e["height"]),
             f"{fmt(peak_v)} at step {s_peak} vs a local median of {fmt(base_v)} (x{peak_v / base_v:.2f}); "
-            f"{recovery}" + (f"; {near} spikes within {SPIKE_REPEAT_SPAN:.0%} of the run" if near > 1 else ""),
+            f"{recovery}" + (f"; {near} spikes within {SPIKE_REPEAT_SPAN:.0%} of the run" if near > 1 else "") + why,
             "isolated spikes that recover are usually a bad batch: no action needed" if severity == "info" else
             "repeated or lasting spikes: lower the peak LR, lengthen warmup, clip gradients (max norm 1.0), "
             "check Adam beta2/eps and the data at those steps",
@@ -225,6 +246,44 @@ def hinge_break(step: np.ndarray, y: np.ndarray, last: int) -> int:
     return best
 
 
+def _power_law(t: np.ndarray, e: float, a: float, alpha: float) -> np.ndarray:
+    return e + a * np.power(t, -alpha)
+
+
+def follows_trend(step: np.ndarray, value: np.ndarray, i: int) -> str | None:
+    """A sentence when the flat part is what a saturating power law L = E + A*t^-alpha, fitted to the points
+    before index i, predicts (a healthy run approaching its floor slowly), else None.
+
+    The flat part follows the trend when it falls at least half as much as the fit predicts, or when the fit
+    itself predicts under 2% more progress: flat in log-steps because the floor is near, not because
+    learning stopped."""
+    from scipy.optimize import curve_fit
+    if i < PLATEAU_FIT_MIN_POINTS or value.size - i < 4 or np.any(value <= 0):
+        return None
+    t = step.astype(float) - float(step[0]) + 1.0
+    y = sm.rolling_median(value.astype(float), sm.smooth_window(value.size, 0.02))
+    lo = max(1, i // 20)  # skip the first steps (warmup, init transients)
+    try:
+        with np.errstate(all="ignore"):
+            (e, a, alpha), _ = curve_fit(_power_law, t[lo:i], y[lo:i], p0=(0.5 * y[i], y[lo] - 0.5 * y[i], 0.3),
+                                         bounds=([0.0, 0.0, 0.01], [np.inf, np.inf, 3.0]), maxfev=4000)
+    except (RuntimeError, ValueError):
+        return None
+    k = max(2, (value.size - i) // 10)
+    head, tail = float(np.median(y[i:i + k])), float(np.median(y[-k:]))
+    pred_drop = float(_power_law(t[i], e, a, alpha) - _power_law(t[-1], e, a, alpha))
+    level = float(_power_law(t[-1], e, a, alpha))
+    fit_err = float(np.median(np.abs(y[lo:i] / _power_law(t[lo:i], e, a, alpha) - 1)))
+    if fit_err > PLATEAU_FIT_ERROR or level <= 0:
+        return None
+    actual = head - tail
+    if pred_drop < PLATEAU_TREND_LEFT * level:
+        return f"the fit predicts {100 * pred_drop / level:.1f}% more: its floor {fmt(e)} is near"
+    if actual >= PLATEAU_TREND_SHARE * pred_drop:
+        return f"it fell {fmt(actual)} where the fit predicts {fmt(pred_drop)}"
+    return None
+
+
 def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
                    lr_at: Callable[[float], float | None] | None = None) -> list[Finding]:
     """Flat from some step to the end: where, at what loss, how flat (improvement per decade of steps)."""
@@ -239,11 +298,20 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
     converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
     annealed = lr_at is not None and lr_at(step[i]) is not None and lr_at(step[i]) <= LR_ANNEALED
+    # An LR near 0 with much of the run left is a schedule that decayed too early, not a final anneal.
+    too_early = annealed and span >= LR_EARLY_DECAY_SPAN
+    if too_early:
+        annealed = False
     decades = float(sm.log_step(step[i:i + 1])[0] - sm.log_step(step[:1])[0])
     before = math.log(start_level / level) / decades if decades > 0 and start_level > 0 and level > 0 else 0.0
     changed = before >= PLATEAU_REGIME * max(per_decade, PLATEAU_SLOPE)
-    stalled = span >= PLATEAU_WARN_SPAN and not converged and not annealed and changed
+    on_trend = follows_trend(step, value, i)
+    stalled = span >= PLATEAU_WARN_SPAN and n - i >= PLATEAU_WARN_POINTS and not converged and not annealed and (
+        too_early or (changed and not on_trend))
     why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
+           f"the LR fell to {100 * lr_at(step[i]):.2g}% of its peak by step {int(step[i])} with {span:.0%} of the "
+           f"run left: the schedule decayed too early" if too_early else
+           f"it follows the saturating power law fitted before step {int(step[i])} ({on_trend})" if on_trend else
            f"the run is stuck: {100 * before:.0f}% per decade before" if stalled else
            f"it moved slowly all run: {100 * before:.1f}% per decade before" if not changed else
            "a short flat stretch")
@@ -256,40 +324,76 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
                      "here are small"))]
 
 
+def _acf(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Autocorrelation of x at lags 0..max_lag (biased estimator: stable on short stretches)."""
+    x = x - x.mean()
+    denom = float(x @ x)
+    if denom == 0:
+        return np.zeros(max_lag + 1)
+    return np.array([float(x[k:] @ x[:x.size - k]) / denom for k in range(max_lag + 1)])
+
+
+def periodicity(resid: np.ndarray) -> tuple[float, int] | None:
+    """(strength, lag) of a repeating swing in a residual: lag-1 persistence (slow swings) or an
+    autocorrelation peak after a trough (faster swings, aliased ones included). Batch noise has neither:
+    its autocorrelation stays within ~2/sqrt(n) of 0."""
+    m = resid.size
+    if m < OSC_MIN_POINTS:
+        return None
+    ac = _acf(resid, min(OSC_MAX_LAG, m // 3))
+    if ac[1] >= OSC_AUTOCORR:
+        return float(ac[1]), 1
+    floor = max(OSC_PEAK, 4.0 / math.sqrt(m))
+    for lag in range(2, ac.size):
+        if ac[lag] >= floor and ac[1:lag].min() <= -OSC_TROUGH and ac[lag] >= ac[lag - 1] and \
+                (lag + 1 >= ac.size or ac[lag] >= ac[lag + 1]):
+            return float(ac[lag]), lag
+    return None
+
+
 def detect_oscillation(step: np.ndarray, value: np.ndarray, metric: str) -> list[Finding]:
-    """Swings around the trend that persist over several points (not batch noise): instability."""
+    """Swings around the trend (a rolling median over several periods) that are large (residual std of 5%
+    of the level or more) and repeat (see `periodicity`), unlike batch noise: instability."""
     n = value.size
-    if n < 60:
+    if n < OSC_MIN_POINTS:
         return []
     y = sm.log_values(value)
-    resid = y - sm.rolling_median(y, sm.smooth_window(n, OSC_TREND_FRACTION, 1001))
-    n_blocks = int(np.clip(n // 30, 4, 40))
-    edges = np.linspace(0, n, n_blocks + 1).astype(int)
-    stats = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        r = resid[a:b]
-        stats.append((a, b, float(np.std(r)), sm.lag1_autocorrelation(r)))
-    hot = [amp >= OSC_AMPLITUDE and ac >= OSC_AUTOCORR for _, _, amp, ac in stats]
-    runs, k = [], 0
-    while k < len(hot):
-        if hot[k]:
-            j = k
-            while j + 1 < len(hot) and hot[j + 1]:
-                j += 1
-            if j - k + 1 >= OSC_MIN_BLOCKS:
-                runs.append((k, j))
-            k = j + 1
-        else:
-            k += 1
+    window = sm.odd(min(max(int(OSC_TREND_FRACTION * n), OSC_TREND_MIN_POINTS), max(3, n // 3)))
+    resid = y - sm.rolling_median(y, window)
+    # The first and last half-window see a mirrored window: on a steep early drop that is a bias, not a swing.
+    lo, hi = window // 2, n - window // 2
+    if hi - lo < OSC_MIN_POINTS:
+        lo, hi = 0, n
+    block = max(OSC_BLOCK_MIN_POINTS, n // 40)
+    edges = np.arange(lo, hi + 1, block)
+    edges[-1] = hi
+    amps = [float(np.std(resid[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+    hot = [amp >= OSC_AMPLITUDE for amp in amps]
     findings = []
-    for k, j in runs:
-        a, b = stats[k][0], stats[j][1]
-        amp = float(np.mean([s[2] for s in stats[k:j + 1]]))
-        ac = float(np.mean([s[3] for s in stats[k:j + 1]]))
+    k = 0
+    while k < len(hot):
+        if not hot[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < len(hot) and hot[j + 1]:
+            j += 1
+        a, b = int(edges[k]), int(edges[j + 1])
+        k = j + 1
+        if b - a < OSC_MIN_POINTS:
+            continue
+        found = periodicity(resid[a:b])
+        if found is None:
+            continue
+        strength, lag = found
+        amp = float(np.std(resid[a:b]))
+        period = (f"lag-1 autocorrelation {strength:.2f}" if lag == 1 else
+                  f"autocorrelation {strength:.2f} at a lag of {lag} points "
+                  f"({int(step[min(b - 1, a + lag)] - step[a])} steps)")
         findings.append(Finding(
-            "oscillation", metric, int(step[a]), int(step[b - 1]), "warning", float(np.clip(ac, 0, 0.95)),
-            f"loss swings {100 * amp:.0f}% around its trend from step {int(step[a])} to {int(step[b - 1])}, "
-            f"lag-1 autocorrelation {ac:.2f} (batch noise would be ~0)",
+            "oscillation", metric, int(step[a]), int(step[b - 1]), "warning", float(np.clip(strength, 0, 0.95)),
+            f"loss swings {100 * amp:.0f}% (residual std) around its trend from step {int(step[a])} to "
+            f"{int(step[b - 1])}, {period} (batch noise would be ~0)",
             "the optimiser is bouncing: lower the LR 2-3x, raise Adam beta2 (0.95 -> 0.99) or the batch size"))
     return findings
 
@@ -300,7 +404,9 @@ def detect_no_learning(step: np.ndarray, value: np.ndarray, metric: str) -> list
     if n < 5:
         return []
     head = max(1, n // 20)
-    start, end = float(np.median(value[:head])), float(np.median(value[-head:]))
+    # The start is the first 1% (3+ points): a fast early drop inside the first 5% is learning too.
+    start = float(np.median(value[:min(head, max(3, n // 100))]))
+    end = float(np.median(value[-head:]))
     if start <= 0 or (start - end) / start > NO_LEARNING_FRACTION:
         return []
     k = uniform_match(end)

@@ -129,14 +129,17 @@ def detect_lr_loss(train: Series, lr: Series, trouble: list[Finding]) -> list[Fi
     findings = []
     span = max(1, int(train.step[-1] - train.step[0]))
     warm, peak_step = warmup_steps(lr)
-    y = sm.log_values(train.value) if len(train) < 20 else sm.log_values(_smooth(train))
+    # A wider median (5%, 5+ points) than elsewhere: a rise during warmup must stand out of batch noise.
+    window = 1 if len(train) < 20 else 5 if len(train) < 100 else sm.smooth_window(len(train), 0.05, 21)
+    smooth = sm.rolling_median(train.value, window)
+    y = sm.log_values(smooth)
     during = train.step <= peak_step
     if warm > 0 and during.sum() >= 2:
         low = int(np.argmin(np.where(during, y, np.inf)))
         after = (train.step > train.step[low]) & (train.step <= peak_step + max(warm, 0.05 * span))
         if after.any() and float(y[after].max() - y[low]) >= WARMUP_LOSS_RISE:
             top = int(np.flatnonzero(after)[np.argmax(y[after])])
-            v0, v1 = float(train.value[low]), float(train.value[top])
+            v0, v1 = float(smooth[low]), float(smooth[top])  # the smoothed levels the rise was judged on
             findings.append(Finding(
                 "lr_loss_correlation", train.name, int(train.step[low]), int(train.step[top]), "warning", 0.8,
                 f"loss rose {fmt(v0)} -> {fmt(v1)} (+{100 * (v1 / v0 - 1):.0f}%) while the LR warmed up to "

@@ -1,0 +1,113 @@
+"""The labelled item list of the diagnosis benchmark: schema, the fixed dev/heldout split, assembly.
+
+`labels.json` is one JSON list of items (schema in README.md). Items come from three sources, each of
+which describes its own items as dicts without `split`: `make_runs.py` (runs trained here), `curves.py`
+(generated curves) and `public/items.json` (hand-labelled public logs). `assemble` merges them, keeps
+only items whose files exist, and assigns the split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parent
+LABELS = ROOT / "labels.json"
+SPLIT_SEED = "ntjax-diagnosis-split-2026-12-01"  # fixed: changing it reshuffles dev and heldout
+
+CAUSES = ("lr_too_high", "lr_too_low", "insufficient_warmup", "gradient_explosion", "vanishing_gradients",
+          "numerical_precision", "overfitting", "underfitting", "data_pipeline", "batch_size", "weight_decay",
+          "attention_logit_growth", "output_logit_divergence", "initialization", "lr_schedule", "label_noise")
+FINDING_KINDS = ("spike", "plateau", "divergence", "nan", "overfitting", "oscillation", "no_learning",
+                 "underfitting", "slow_convergence", "trivial_solution", "resume_regression")
+FAMILIES = ("ntjax", "torch_transformer", "torch_cnn", "torch_mlp", "torch_lstm", "public", "synthetic")
+FIELDS = {"id": str, "path": str, "split": str, "family": str, "framework": str, "optimizer": (str, type(None)),
+          "task": str, "symptom": str, "cause": (str, type(None)), "acceptable": list, "findings": list,
+          "findings_complete": bool, "healthy": bool, "source": str, "reason": str}
+
+
+def split_key(item_id: str) -> str:
+    return hashlib.sha256(f"{SPLIT_SEED}:{item_id}".encode()).hexdigest()
+
+
+def assign_splits(items: list[dict[str, Any]]) -> None:
+    """dev/heldout, stratified: within each (family, cause) stratum the items ordered by the hash of their
+    id alternate dev, heldout, dev...; the hash of the stratum's name decides which comes first, so odd
+    strata do not all lean to dev. Deterministic in the item set (which labels.json freezes)."""
+    strata: dict[tuple, list[dict]] = {}
+    for it in items:
+        strata.setdefault((it["family"], it["cause"] or "healthy"), []).append(it)
+    for key, group in strata.items():
+        first = int(split_key("/".join(key)), 16) % 2
+        for i, it in enumerate(sorted(group, key=lambda it: split_key(it["id"]))):
+            it["split"] = "dev" if (i + first) % 2 == 0 else "heldout"
+
+
+def validate(items: Iterable[dict[str, Any]]) -> list[str]:
+    """Every problem with the item list, as one line each (empty when valid)."""
+    problems, seen = [], set()
+    for it in items:
+        name = it.get("id", "?")
+        for field, types in FIELDS.items():
+            if field not in it:
+                problems.append(f"{name}: missing {field}")
+            elif not isinstance(it[field], types):
+                problems.append(f"{name}: {field} has type {type(it[field]).__name__}")
+        if name in seen:
+            problems.append(f"{name}: duplicate id")
+        seen.add(name)
+        if it.get("split") not in ("dev", "heldout"):
+            problems.append(f"{name}: split {it.get('split')!r}")
+        if it.get("family") not in FAMILIES:
+            problems.append(f"{name}: family {it.get('family')!r}")
+        cause = it.get("cause")
+        if cause is not None and cause not in CAUSES:
+            problems.append(f"{name}: cause {cause!r} is not a contract cause")
+        if (cause is None) != bool(it.get("healthy")):
+            problems.append(f"{name}: healthy must be true exactly when cause is null")
+        for c in it.get("acceptable", []):
+            if c not in CAUSES or c == cause:
+                problems.append(f"{name}: acceptable cause {c!r}")
+        for f in it.get("findings", []):
+            if set(f) != {"kind", "metric", "start_step"} or f["kind"] not in FINDING_KINDS:
+                problems.append(f"{name}: finding {f}")
+        if it.get("healthy") and it.get("findings"):
+            problems.append(f"{name}: a healthy item expects no findings")
+    return problems
+
+
+def load(path: Path = LABELS) -> list[dict[str, Any]]:
+    return json.loads(Path(path).read_text())
+
+
+def assemble(sources: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Merge the sources' items whose path exists, assign splits, sort by id, check the schema."""
+    items = [dict(it) for src in sources for it in src if (ROOT / it["path"]).exists()]
+    assign_splits(items)
+    items.sort(key=lambda it: it["id"])
+    ordered = [{k: it[k] for k in FIELDS} for it in items]
+    problems = validate(ordered)
+    if problems:
+        raise ValueError("invalid labels:\n" + "\n".join(problems[:20]))
+    return ordered
+
+
+def write(items: list[dict[str, Any]], path: Path = LABELS) -> None:
+    path.write_text(json.dumps(items, indent=1) + "\n")
+
+
+def sources() -> list[list[dict[str, Any]]]:
+    """Every source's items: runs trained here, generated curves, hand-labelled public logs."""
+    import sys
+    sys.path.insert(0, str(ROOT))
+    import curves
+    import make_runs
+    path = ROOT / "public" / "items.json"
+    public = json.loads(path.read_text()) if path.exists() else []
+    return [make_runs.items(), curves.items(), public]
+
+
+if __name__ == "__main__":
+    write(assemble(sources()))
+    print(f"wrote {LABELS}")

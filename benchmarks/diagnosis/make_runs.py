@@ -1,0 +1,420 @@
+"""Generate the benchmark's real training runs: `ntjax train` (tiny GPT preset and an MLP `--spec`) and
+PyTorch runs through `TorchMonitor`, each healthy or with one planted fault, with its label.
+
+    python benchmarks/diagnosis/make_runs.py [--only PATTERN] [--jobs 1] [--list]
+
+Runs are cached: a run whose folder exists under runs/ is skipped (delete the folder to redo it). Each
+stored run keeps only metrics.jsonl and config.json; per-layer keys are thinned to a few sampled steps so
+that all runs stay a few MB. At the end labels.json is re-assembled (labelset.py) from every source.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parents[1]
+RUNS = ROOT / "runs"
+MAX_RUN_BYTES = 30_000  # per metrics.jsonl after thinning
+HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does training look ok?",
+                    "check my training run", "any problems with these curves?")
+
+# ---- the catalogue ----------------------------------------------------------------------------------
+# Each entry: id -> (how to make it, label fields). `torch`: RunSpec keyword arguments; `ntjax`: CLI args.
+
+FAULTS: dict[str, dict[str, Any]] = {}  # id -> item (without path/split) plus "make"
+
+
+def _add(item_id: str, family: str, make: dict, cause: str | None, symptom: str, reason: str,
+         acceptable: tuple[str, ...] = (), task: str = "", optimizer: str | None = None) -> None:
+    framework = "ntjax" if "ntjax" in make else "pytorch"
+    FAULTS[item_id] = {
+        "id": item_id, "path": f"runs/{item_id}", "family": family, "framework": framework,
+        "optimizer": optimizer, "task": task, "symptom": symptom, "cause": cause,
+        "acceptable": list(acceptable), "findings": [], "findings_complete": cause is None,
+        "healthy": cause is None, "source": "generated: benchmarks/diagnosis/make_runs.py", "reason": reason,
+        "make": make}
+
+
+TASKS = {"transformer": "language_modeling", "lstm": "language_modeling", "mlp": "classification",
+         "cnn": "classification"}
+FAMILY = {"transformer": "torch_transformer", "lstm": "torch_lstm", "mlp": "torch_mlp", "cnn": "torch_cnn"}
+HEALTHY_TORCH = {  # family -> optimizer -> (settings, seeds)
+    "transformer": {"adamw": ({"lr": 3e-3, "warmup": 20, "schedule": "cosine", "steps": 150, "batch": 16}, (0, 1, 2)),
+                    "lion": ({"lr": 5e-4, "warmup": 20, "schedule": "cosine", "steps": 150, "batch": 16}, (0, 1)),
+                    "sgd": ({"lr": 0.5, "warmup": 10, "clip": 1.0, "steps": 150, "batch": 16}, (0,))},
+    "lstm": {"adamw": ({"lr": 5e-3, "steps": 150}, (0, 1)),
+             "sgd": ({"lr": 2.0, "momentum": 0.0, "clip": 0.5, "steps": 150}, (0,)),
+             "lion": ({"lr": 5e-4, "steps": 150}, (0,))},
+    "mlp": {"adamw": ({"lr": 2e-3}, (0, 1, 2)), "sgd": ({"lr": 0.05}, (0, 1)), "lion": ({"lr": 3e-4}, (0, 1))},
+    "cnn": {"sgd": ({"lr": 0.02}, (0, 1, 2)), "adamw": ({"lr": 2e-3}, (0, 1)), "lion": ({"lr": 5e-4}, (0,))},
+}
+
+
+def _torch(item_id: str, fam: str, opt: str, settings: dict, cause: str | None, symptom: str, reason: str,
+           acceptable: tuple[str, ...] = ()) -> None:
+    _add(f"torch_{item_id}", FAMILY[fam], {"torch": {"family": fam, "optimizer": opt, **settings}}, cause,
+         symptom, reason, acceptable, TASKS[fam], opt)
+
+
+def _catalogue() -> None:
+    for fam, opts in HEALTHY_TORCH.items():
+        for opt, (settings, seeds) in opts.items():
+            for seed in seeds:
+                _torch(f"{fam}_{opt}_healthy_s{seed}", fam, opt, {**settings, "seed": seed}, None,
+                       HEALTHY_SYMPTOMS[(seed + len(fam)) % len(HEALTHY_SYMPTOMS)],
+                       f"healthy control: {opt} at a tuned LR, seed {seed}")
+    tf = HEALTHY_TORCH["transformer"]["adamw"][0]
+    _torch("transformer_adamw_padded_healthy_s0", "transformer", "adamw", {**tf, "pad_loss": False},
+           None, HEALTHY_SYMPTOMS[0], "healthy control for the padding fault: padded batches, padding ignored "
+           "in the loss (ignore_index)")
+    _torch("transformer_postln_warmup_healthy_s0", "transformer", "adamw",
+           {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "steps": 150, "batch": 16}, None,
+           HEALTHY_SYMPTOMS[1],
+           "healthy control for the no-warmup fault: the same post-LN model and LR with 40 warmup steps")
+    high = ("gradient_explosion",)
+    # LR far too high
+    for fam, opt, lr, seed in (("transformer", "adamw", 1.0, 0), ("transformer", "adamw", 1.0, 1),
+                               ("mlp", "sgd", 5.0, 0), ("cnn", "sgd", 2.0, 0), ("lstm", "adamw", 2.0, 0),
+                               ("mlp", "lion", 0.1, 0)):
+        base = dict(HEALTHY_TORCH[fam][opt][0])
+        base.pop("clip", None)
+        _torch(f"{fam}_{opt}_lr_high_s{seed}", fam, opt, {**base, "lr": lr, "seed": seed}, "lr_too_high",
+               "loss goes up instead of down" if seed == 0 else "training is unstable, loss explodes",
+               f"planted: {opt} LR {lr}, {lr / HEALTHY_TORCH[fam][opt][0]['lr']:.0f}x the tuned "
+               f"{HEALTHY_TORCH[fam][opt][0]['lr']}", high)
+    # LR far too low
+    for fam, opt, lr in (("transformer", "adamw", 1e-6), ("mlp", "sgd", 1e-5), ("cnn", "adamw", 1e-6),
+                         ("lstm", "sgd", 1e-4)):
+        _torch(f"{fam}_{opt}_lr_low", fam, opt, {**HEALTHY_TORCH[fam][opt][0], "lr": lr}, "lr_too_low",
+               "loss is barely going down", f"planted: {opt} LR {lr}, >1000x below the tuned "
+               f"{HEALTHY_TORCH[fam][opt][0]['lr']}", ("underfitting",))
+    # no warmup with post-LN
+    for seed in (0, 1):
+        _torch(f"transformer_postln_nowarmup_s{seed}", "transformer", "adamw",
+               {"lr": 1e-2, "warmup": 0, "post_ln": True, "depth": 4, "steps": 150, "batch": 16, "seed": seed},
+               "insufficient_warmup", "loss spikes early and never recovers well",
+               "planted: post-LN 4-layer transformer, AdamW 1e-2 with no warmup: the loss stalls near 3.25 "
+               "(the same run with 40 warmup steps, the healthy control, reaches 2.55; at 3e-2 both stall, so "
+               "1e-2 is an LR that only warmup makes trainable)", ("lr_too_high",))
+    # init far too large / zero / dead ReLUs
+    init = "initialization"
+    _torch("mlp_adamw_init_large", "mlp", "adamw", {"lr": 2e-3, "init_scale": 10.0}, init,
+           "initial loss is huge", "planted: every weight matrix 10x the default init", ("gradient_explosion",))
+    _torch("cnn_sgd_init_large", "cnn", "sgd", {"lr": 0.02, "init_scale": 8.0}, init,
+           "loss starts enormous and jumps around", "planted: every weight matrix 8x the default init",
+           ("gradient_explosion", "lr_too_high"))
+    _torch("transformer_adamw_out_init_large", "transformer", "adamw", {**tf, "out_init_scale": 30.0}, init,
+           "first loss is far above ln(256)", "planted: output projection 30x the default init",
+           ("output_logit_divergence",))
+    _torch("lstm_adamw_out_init_large", "lstm", "adamw", {"lr": 5e-3, "steps": 150, "out_init_scale": 200.0},
+           init, "initial loss much higher than expected", "planted: output projection 200x the default init",
+           ("output_logit_divergence",))
+    _torch("mlp_adamw_init_zero", "mlp", "adamw", {"lr": 2e-3, "init_scale": 0.0}, init,
+           "loss is stuck, the model does not learn", "planted: every parameter initialised to zero "
+           "(no symmetry breaking: ReLU units get no gradient)", ("vanishing_gradients",))
+    _torch("cnn_sgd_init_zero", "cnn", "sgd", {"lr": 0.02, "init_scale": 0.0}, init,
+           "accuracy stuck at chance", "planted: every parameter initialised to zero", ("vanishing_gradients",))
+    _torch("mlp_adamw_dead_relu", "mlp", "adamw", {"lr": 2e-3, "hidden_bias": -4.0, "depth": 3}, init,
+           "loss stuck from the start", "planted: hidden biases -4 so nearly every ReLU is dead",
+           ("vanishing_gradients",))
+    _torch("cnn_sgd_dead_relu", "cnn", "sgd", {"lr": 0.02, "hidden_bias": -6.0}, init,
+           "model stuck near chance", "planted: conv biases -6 so nearly every ReLU is dead",
+           ("vanishing_gradients",))
+    # deep nets without residuals or norms
+    for seed, opt, lr in ((0, "sgd", 0.05), (1, "adamw", 1e-3)):
+        _torch(f"mlp_{opt}_deep_sigmoid_s{seed}", "mlp", opt,
+               {"lr": lr, "depth": 16, "residual": False, "activation": "sigmoid", "seed": seed},
+               "vanishing_gradients", "deep network does not learn",
+               "planted: 16 sigmoid layers, no residuals, no normalisation", ("initialization",))
+    for seed in (0, 1):
+        _torch(f"mlp_sgd_deep_relu_explode_s{seed}", "mlp", "sgd",
+               {"lr": 0.01, "depth": 12, "residual": False, "init_scale": 4.0, "seed": seed},
+               "gradient_explosion", "loss becomes NaN", "planted: 12 ReLU layers without residuals or norms "
+               "at 4x init: activations and gradients grow ~1.6x per layer", ("initialization", "lr_too_high"))
+    # labels
+    for fam, opt in (("mlp", "adamw"), ("cnn", "sgd")):
+        settings = HEALTHY_TORCH[fam][opt][0]
+        _torch(f"{fam}_{opt}_shuffled_labels", fam, opt, {**settings, "labels": "shuffled"}, "data_pipeline",
+               "loss stuck at chance level", "planted: training labels permuted (eval labels clean)",
+               ("label_noise",))
+        _torch(f"{fam}_{opt}_noisy_labels", fam, opt, {**settings, "labels": "noisy", "steps": 300},
+               "label_noise", "accuracy stalls well below what this model should reach",
+               "planted: 40% of training labels replaced by random classes", ("data_pipeline", "overfitting"))
+        _torch(f"{fam}_{opt}_repeat_batch", fam, opt, {**settings, "repeat_batch": True}, "data_pipeline",
+               "train loss goes to zero but validation gets worse", "planted: the loader returns the first "
+               "batch every step", ("overfitting",))
+        _torch(f"{fam}_{opt}_tiny_data", fam, opt, {**settings, "n_train": 64, "steps": 300}, "overfitting",
+               "validation loss rises while train loss keeps falling", "planted: 64 training examples",
+               ("data_pipeline",))
+        _torch(f"{fam}_{opt}_too_small", fam, opt, {**settings, "width": 4 if fam == "cnn" else 2, "steps": 300},
+               "underfitting", "loss plateaus high", "planted: the model is 2-4 units wide", ("lr_too_low",))
+    _torch("transformer_adamw_repeat_batch", "transformer", "adamw", {**tf, "repeat_batch": True},
+           "data_pipeline", "train loss collapses but eval loss goes up", "planted: the loader repeats one batch",
+           ("overfitting",))
+    _torch("mlp_adamw_eval_leak", "mlp", "adamw", {"lr": 2e-3, "n_train": 1024, "eval_leak": True, "steps": 300},
+           "data_pipeline", "validation loss is as low as training loss, too good to be true",
+           "planted: the eval set is the first 1024 training examples", ("overfitting",))
+    _torch("transformer_adamw_eval_leak", "transformer", "adamw", {**tf, "n_train": 4000, "eval_leak": True},
+           "data_pipeline", "eval loss keeps falling as fast as train loss, suspiciously good",
+           "planted: the held-out text is a slice of the 4000-byte training text", ("overfitting",))
+    _torch("transformer_adamw_tiny_data", "transformer", "adamw", {**tf, "n_train": 3000, "steps": 200},
+           "overfitting", "eval loss goes up after a while", "planted: 3000 bytes of training text")
+    _torch("lstm_adamw_tiny_data", "lstm", "adamw", {"lr": 5e-3, "n_train": 1000, "steps": 300}, "overfitting",
+           "validation loss rising", "planted: 1000 bytes of training text")
+    _torch("transformer_adamw_too_small", "transformer", "adamw", {**tf, "width": 4, "depth": 1}, "underfitting",
+           "loss plateaus far above where it should", "planted: a 4-wide, 1-layer transformer", ("lr_too_low",))
+    _torch("lstm_adamw_too_small", "lstm", "adamw", {"lr": 5e-3, "width": 2, "depth": 1, "steps": 150},
+           "underfitting", "loss flat at a high value", "planted: a 2-unit LSTM", ("lr_too_low",))
+    # extreme weight decay
+    for fam, opt, wd in (("mlp", "adamw", 50.0), ("transformer", "adamw", 30.0), ("cnn", "sgd", 1.0)):
+        _torch(f"{fam}_{opt}_wd_extreme", fam, opt, {**HEALTHY_TORCH[fam][opt][0], "weight_decay": wd},
+               "weight_decay", "loss stops improving early", f"planted: weight decay {wd}",
+               ("underfitting", "lr_too_low"))
+    # batch size 1
+    for fam, opt in (("mlp", "sgd"), ("cnn", "sgd"), ("transformer", "adamw")):
+        _torch(f"{fam}_{opt}_batch1", fam, opt, {**HEALTHY_TORCH[fam][opt][0], "batch": 1}, "batch_size",
+               "loss is extremely noisy", "planted: batch size 1 at the LR tuned for batch 32",
+               ("lr_too_high",))
+    # fp16 without loss scaling
+    for fam in ("mlp", "cnn"):
+        _torch(f"{fam}_adamw_fp16", fam, "adamw", {"lr": 2e-3, "fp16": True}, "numerical_precision",
+               "loss becomes NaN right away", "planted: model, gradients and AdamW state in float16 on the CPU "
+               "(model.half()), no loss scaling and no float32 master weights: eps 1e-8 underflows to 0 in "
+               "float16 and the first update divides by zero", ("lr_too_high",))
+    # LR schedule restarting on resume
+    _torch("transformer_adamw_schedule_restart", "transformer", "adamw",
+           {**tf, "steps": 200, "restart_at": 100}, "lr_schedule",
+           "I resumed from a checkpoint at step 100, is the LR right?",
+           "planted: at step 100 a 'resume' rebuilds the warmup+cosine scheduler from step 0, so the LR "
+           "jumps from its annealed value back to the peak", ("lr_too_high",))
+    _torch("lstm_adamw_schedule_restart", "lstm", "adamw",
+           {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200, "restart_at": 120}, "lr_schedule",
+           "after resuming, the loss stopped improving for a while",
+           "planted: the cosine schedule restarts at step 120 on "
+           "resume (LR 0.010 -> 0.020)",
+           ("lr_too_high",))
+    _torch("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300,
+                                                       "restart_at": 200}, "lr_schedule",
+           "loss worse after restarting the job", "planted: cosine schedule restarts at step 200",
+           ("lr_too_high",))
+    # gradient accumulation without dividing the loss
+    for fam, lr in (("mlp", 0.3), ("cnn", 0.1)):
+        _torch(f"{fam}_sgd_accum_nodivide", fam, "sgd", {"lr": lr, "accum": 8, "accum_divide": False, "batch": 8},
+               "lr_too_high", "loss blows up since I added gradient accumulation",
+               f"planted: 8 micro-batches accumulated without dividing the loss: the SGD step is 8x, an "
+               f"effective LR of {8 * lr}", ("gradient_explosion", "batch_size"))
+    # loss averaged over padding
+    for fam, settings in (("transformer", tf), ("lstm", {"lr": 5e-3, "steps": 150})):
+        _torch(f"{fam}_adamw_pad_in_loss", fam, "adamw", {**settings, "pad_loss": True}, "data_pipeline",
+               "loss is much lower than the perplexity on real text", "planted: padded batches, the loss is "
+               "averaged over the padding positions too (no ignore_index)")
+
+    # ---- ntjax CLI runs --------------------------------------------------------------------------
+    tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]
+    spec_dir = "benchmarks/diagnosis/specs"
+    mlp = ["--spec", f"{spec_dir}/mlp_classifier.py", "--steps", "200", "--batch-size", "64", "--eval-every", "25"]
+
+    def nt(item_id, args, cause, symptom, reason, acceptable=(), task="language_modeling", opt="adamw"):
+        _add(f"ntjax_{item_id}", "ntjax", {"ntjax": args}, cause, symptom, reason, acceptable, task, opt)
+
+    for seed in (0, 1, 2):
+        nt(f"tiny_healthy_s{seed}", tiny + ["--seed", str(seed)], None, HEALTHY_SYMPTOMS[seed],
+           f"healthy control: tiny preset at its derived LR and warmup, seed {seed}")
+    nt("tiny_lion_healthy", tiny + ["--optimizer", "lion", "--lr", "1e-3"], None, HEALTHY_SYMPTOMS[3],
+       "healthy control: Lion at 1e-3", opt="lion")
+    nt("tiny_sgd_healthy", tiny + ["--optimizer", "sgd", "--lr", "0.3"], None, HEALTHY_SYMPTOMS[1],
+       "healthy control: SGD with momentum at 0.3", opt="sgd")
+    for seed in (0, 1):
+        nt(f"tiny_lr3_s{seed}", tiny + ["--lr", "3.0", "--warmup", "0", "--seed", str(seed)], "lr_too_high",
+           "loss explodes", "planted: AdamW LR 3.0 with no warmup (issue 12's example)", high)
+    nt("tiny_lr03", tiny + ["--lr", "0.3"], "lr_too_high", "training is unstable", "planted: AdamW LR 0.3", high)
+    for seed in (0, 1):
+        nt(f"tiny_lr_low_s{seed}", tiny + ["--lr", "1e-6", "--seed", str(seed)], "lr_too_low",
+           "loss barely moves", "planted: AdamW LR 1e-6", ("underfitting",))
+    # Tried and left out: --weight-decay 100 and --lr 3e-2 --warmup 0 on the tiny preset changed the
+    # curves too little (final eval loss within 5-10% of the healthy runs) to be labelled as faults.
+    nt("tiny_batch1", tiny + ["--batch-size", "1"], "batch_size", "loss is very noisy",
+       "planted: batch size 1 at the LR for batch 8", ("lr_too_high",))
+    for seed, opt, lr in ((0, "adamw", "3e-3"), (1, "sgd", "0.1"), (2, "lion", "3e-4")):
+        # SGD's weight decay is coupled (added to the gradient): the default 0.1 would stall it, so 5e-4
+        wd = ["--weight-decay", "5e-4"] if opt == "sgd" else []
+        nt(f"mlp_{opt}_healthy_s{seed}", mlp + ["--optimizer", opt, "--lr", lr, "--seed", str(seed)] + wd, None,
+           HEALTHY_SYMPTOMS[seed], f"healthy control: MLP spec, {opt} at {lr}", task="classification", opt=opt)
+    nt("mlp_sgd_wd_coupled", mlp + ["--optimizer", "sgd", "--lr", "0.1", "--seed", "1"], "weight_decay",
+       "loss stalls early at a high value", "found by the first try at an SGD control, then confirmed: SGD "
+       "(Nesterov 0.9) with ntjax's default weight decay 0.1, which SGD adds to the gradient; eval loss stalls "
+       "at 1.87, where the same run with weight decay 5e-4 reaches 1.00", ("underfitting", "lr_too_low"),
+       task="classification", opt="sgd")
+    nt("mlp_lr_high", mlp + ["--lr", "1.0", "--warmup", "0"], "lr_too_high", "loss goes up",
+       "planted: AdamW LR 1.0 on the MLP spec", high, task="classification")
+    nt("mlp_lr_low", mlp + ["--lr", "1e-7"], "lr_too_low", "loss barely decreases", "planted: AdamW LR 1e-7",
+       ("underfitting",), task="classification")
+    nt("mlp_init_large", ["--spec", f"{spec_dir}/mlp_init_large.py"] + mlp[2:] + ["--lr", "3e-3"],
+       "initialization", "initial loss is enormous", "planted: weights 10x the default init",
+       ("gradient_explosion",), task="classification")
+    nt("mlp_init_zero", ["--spec", f"{spec_dir}/mlp_init_zero.py"] + mlp[2:] + ["--lr", "3e-3"],
+       "initialization", "loss is stuck", "planted: all weight matrices zero", ("vanishing_gradients",),
+       task="classification")
+    nt("mlp_shuffled", ["--spec", f"{spec_dir}/mlp_shuffled.py"] + mlp[2:] + ["--lr", "3e-3"], "data_pipeline",
+       "stuck at chance", "planted: training labels permuted", ("label_noise",), task="classification")
+
+
+_catalogue()
+
+
+# ---- making runs ------------------------------------------------------------------------------------
+
+def _round(key: str, value: Any) -> Any:
+    """Metric values to 6 significant digits (a printed log's precision; halves the files)."""
+    if key in ("step", "time") or not isinstance(value, float):
+        return value
+    return float(f"{value:.6g}")
+
+
+def thin(metrics: Path, limit: int = MAX_RUN_BYTES) -> None:
+    """Values rounded to 6 significant digits; keep per-layer keys (anything outside train/ and eval/)
+    only on every k-th line that has them, k as
+    small as keeps the file under `limit` bytes."""
+    lines = [{k: _round(k, v) for k, v in json.loads(line).items()}
+             for line in metrics.read_text().splitlines() if line.strip()]
+    core = lambda d: {k: v for k, v in d.items() if k in ("step", "time") or k.startswith(("train/", "eval/"))}
+    sampled = [i for i, d in enumerate(lines) if len(d) != len(core(d))]
+    for k in range(1, len(sampled) + 2):
+        keep = set(sampled[::k]) | set(sampled[-1:])
+        out = [d if i in keep else core(d) for i, d in enumerate(lines)]
+        text = "".join(json.dumps(d) + "\n" for d in out)
+        if len(text) <= limit or k > len(sampled):
+            break
+    metrics.write_text(text)
+
+
+def _store(src: Path, dst: Path) -> None:
+    """Copy metrics.jsonl and config.json; repository paths in the config become relative."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(src / "metrics.jsonl", tmp / "metrics.jsonl")
+    thin(tmp / "metrics.jsonl")
+    if (src / "config.json").exists():
+        text = (src / "config.json").read_text().replace(str(REPO) + "/", "")
+        (tmp / "config.json").write_text(text)
+    if dst.exists():  # another process made it meanwhile: keep the first
+        shutil.rmtree(tmp)
+        return
+    tmp.rename(dst)  # atomic: a folder that exists is complete
+
+
+def make_one(item_id: str) -> str:
+    item = FAULTS[item_id]
+    dst = RUNS / item_id
+    if dst.exists():
+        return f"{item_id}: cached"
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="ntjax-bench-") as tmp:
+        out = Path(tmp) / item_id
+        make = item["make"]
+        if "ntjax" in make:
+            cmd = [sys.executable, "-m", "ntjax.cli", "train", *make["ntjax"], "--out", str(out), "--yes",
+                   "--json", "--no-progress"]
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                   "intra_op_parallelism_threads=1"}
+            r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+            if not (out / "metrics.jsonl").exists():
+                return f"{item_id}: FAILED ({r.stderr.strip().splitlines()[-1:]})"
+            summary = r.stdout.strip()[-200:]
+        else:
+            sys.path.insert(0, str(ROOT))
+            from torch_runs import RunSpec, train
+            settings = dict(make["torch"])
+            extra = {"task": TASKS[settings["family"]]}
+            extra["vocab_size" if extra["task"] == "language_modeling" else "num_classes"] = \
+                {"transformer": 256, "lstm": 256, "mlp": 8, "cnn": 6}[settings["family"]]
+            if item_id.endswith("padded_healthy_s0"):
+                extra["padded"] = True
+            summary = train(RunSpec(**settings), out, extra)
+        _store(out, dst)
+    return f"{item_id}: {time.time() - t0:.0f}s {summary}"
+
+
+def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings whose onset the stored run itself fixes exactly: the first non-finite train and eval loss (`nan`),
+    the eval-loss minimum when eval loss ends >10% above it while train loss kept falling, the step of a
+    planted schedule restart whose loss got visibly worse."""
+    path = RUNS / item["id"] / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
+    found = []
+    bad = [r["step"] for r in rows if "train/loss" in r and not math.isfinite(number(r["train/loss"]))]
+    if bad:
+        found.append({"kind": "nan", "metric": "train/loss", "start_step": int(bad[0])})
+    bad_eval = [r["step"] for r in rows if "eval/loss" in r and not math.isfinite(number(r["eval/loss"]))]
+    if bad_eval:
+        found.append({"kind": "nan", "metric": "eval/loss", "start_step": int(bad_eval[0])})
+    evals = [(r["step"], number(r["eval/loss"])) for r in rows if "eval/loss" in r]
+    trains = [(r["step"], number(r["train/loss"])) for r in rows if "train/loss" in r]
+    if evals and trains and all(v == v for _, v in evals):
+        best = min(evals, key=lambda e: e[1])
+        near = sorted(v for s, v in trains if abs(s - best[0]) <= 5)
+        tail = sorted(v for _, v in trains[-max(1, len(trains) // 10):])
+        # eval ends >10% above its minimum while train loss kept falling: overfitting (whatever the cause)
+        if evals[-1][1] > 1.1 * best[1] and near and tail and tail[len(tail) // 2] < near[len(near) // 2]:
+            found.append({"kind": "overfitting", "metric": "eval/loss", "start_step": int(best[0])})
+    restart = FAULTS[item["id"]]["make"].get("torch", {}).get("restart_at")
+    if restart and item["id"] in VISIBLE_RESTARTS:
+        found.append({"kind": "resume_regression", "metric": "train/loss", "start_step": int(restart)})
+    return found
+
+
+# Restart runs whose loss got clearly worse after the restart (checked by eye on the stored curves).
+VISIBLE_RESTARTS = {"torch_mlp_sgd_schedule_restart"}
+
+
+def items() -> list[dict[str, Any]]:
+    """The catalogue's items as labels (no `make`), with the findings their stored runs fix."""
+    out = []
+    for it in FAULTS.values():
+        label = {k: v for k, v in it.items() if k != "make"}
+        if not label["healthy"]:
+            label["findings"] = observed_findings(it)
+        out.append(label)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", metavar="PATTERN", help="fnmatch pattern of run ids (e.g. 'torch_mlp_*')")
+    p.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    p.add_argument("--list", action="store_true", help="list the run ids and stop")
+    args = p.parse_args()
+    ids = [i for i in FAULTS if not args.only or fnmatch.fnmatch(i, args.only)]
+    if args.list:
+        print("\n".join(ids))
+        return
+    RUNS.mkdir(exist_ok=True)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for line in pool.map(make_one, ids):
+                print(line, flush=True)
+    else:
+        for i in ids:
+            print(make_one(i), flush=True)
+    import labelset
+    labelset.write(labelset.assemble(labelset.sources()))
+
+
+if __name__ == "__main__":
+    main()
