@@ -256,6 +256,17 @@ def _tail_text(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the watcher dies (a killed sweep worker must not
+    leave an unwatched training job running). Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 class Launcher:
     """Run one command into a run folder with the watcher around it. `run()` returns an Outcome."""
 
@@ -279,10 +290,12 @@ class Launcher:
         self._console = open(self.run_dir / CONSOLE_FILE, "ab")
         try:
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)  # its own process group: stop it whole
+                                         start_new_session=True,  # its own process group: stop it whole
+                                         preexec_fn=_die_with_parent)
         except OSError as e:
             self._console.close()
             raise NtjaxError(f"cannot start {self.argv[0]!r}: {e.strerror or e}") from None
+        update_run_file(self.run_dir, pid=self.proc.pid)
         self._pump = threading.Thread(target=self._copy_output, daemon=True)
         self._pump.start()
 

@@ -132,7 +132,7 @@ def next_steps_user(run_dir: Path, argv: list[str]) -> list[str]:
     return tips
 
 
-def write_user_report(run_dir: Path, outcome: Any, argv: list[str]) -> Path | None:
+def write_user_report(run_dir: Path, outcome: Any, argv: list[str], plots_too: bool = True) -> Path | None:
     """Draw the plots and write report.md for a user-command run; None when it logged nothing readable."""
     from ntjax.detectors import analyse
     from ntjax.plots import plot_training_report
@@ -148,7 +148,8 @@ def write_user_report(run_dir: Path, outcome: Any, argv: list[str]) -> Path | No
             table = None
     if table is not None:
         analysis = analyse(table)
-        plots = plot_training_report(table, run_dir / "plots")
+        if plots_too:
+            plots = plot_training_report(table, run_dir / "plots")
     path = run_dir / REPORT_FILE
     path.write_text(render_user(run_dir, outcome, argv, table, analysis, plots))
     return path

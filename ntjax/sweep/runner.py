@@ -51,6 +51,9 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
         say(f"trial(s) {', '.join(map(str, lost))} were lost with their worker: marked FAIL, queued again")
     deadline = time.time() + max_time if max_time else None
     budget = Budget(max_runs, deadline)
+    if recipe.command:  # a user's command: check it runs (one trial, here) before spending workers on it
+        from ntjax.sweep.command import validate_first_trial
+        validate_first_trial(study, recipe, out_dir, budget, say)
     if workers <= 1:
         objective = study_lib.make_objective(recipe, out_dir, budget)
         study_lib.run_worker(study, objective, budget, [_printer(recipe.metric, say)])
