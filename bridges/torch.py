@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import torch
 
-from ntjax.bridges import stats
+from ntjax.bridges import lr_ramp, stats
 from ntjax.bridges.record import StepRecorder, warn_nonfinite
 
 MAX_SUMMARY_MODULES = 200
@@ -135,6 +135,7 @@ class TorchMonitor:
         `grad_norm_name` lets a caller that only sees clipped gradients say so in the name. Returns the
         step's metrics (the line is written once the optimizer step completes, or at the next call).
         """
+        lr_ramp.torch_before(self)  # `ntjax lr-find --command`: the LR ramp sets this step's LR
         grads = {n: to_jax(p.grad) for n, p in self._params if p.grad is not None}
         sampling = self.is_sampling(step) or self._steps_logged == 0
         self._snapshot = None  # one left over means the last optimizer step was skipped (e.g. GradScaler)
@@ -159,6 +160,7 @@ class TorchMonitor:
         self._disarm()
         if self.is_sampling(step + 1):
             self._arm()
+        lr_ramp.torch_after(self, loss_value)  # ends the run once the range test is over
         return metrics
 
     def log_eval(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -228,50 +230,6 @@ class TorchMonitor:
         if probs:
             metrics.update(stats.attention_metrics(probs))
         return metrics
-
-
-def lr_find(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Any],
-            loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor], *, min_lr: float = 1e-7, max_lr: float = 1.0,
-            steps: int = 100, plot: str | os.PathLike | None = None) -> dict[str, Any]:
-    """LR range test of a PyTorch model and optimizer, by the math of `ntjax.lr_find` (the one used by
-    `ntjax lr-find`): every param group's LR grows exponentially from `min_lr` to `max_lr` over `steps`
-    steps of `loss_fn(model, batch)`, stopping once the smoothed loss blows up. The model's and the
-    optimizer's state are restored afterwards, so training can start from where it was.
-
-    `batches` is re-iterated when it runs out (a DataLoader or a list). Returns `ntjax.lr_find.to_dict`:
-    `recommended`, both `suggestions`, `stop_reason`, and the LR/loss curve (plotted to `plot` if given).
-    """
-    from ntjax import lr_find as lrf
-
-    model_state = copy.deepcopy(model.state_dict())
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    source = iter(batches)
-
-    def step(i: int, lr: float) -> float:
-        nonlocal source
-        try:
-            batch = next(source)
-        except StopIteration:
-            source = iter(batches)
-            batch = next(source)  # a one-shot generator that ran out raises here: pass a list or DataLoader
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, batch)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())
-
-    model.train()
-    try:
-        test = lrf.run_range_test(step, lrf.exponential_lrs(min_lr, max_lr, steps))
-    finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-    suggestion = lrf.suggest(test)
-    if plot is not None:
-        lrf.plot_range_test(test, suggestion, plot, title=f"LR range test: {type(model).__name__}")
-    return lrf.to_dict(test, suggestion)
 
 
 def _ask_for_weights(module, args, kwargs):

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="eval/loss",
                    help="the trial's value: this metric at the final eval (eval/loss, eval/ppl, eval/accuracy; with "
                         "--command any metric the logs hold); accuracy is maximised")
-    p.add_argument("--command", metavar="TEMPLATE",
+    p.add_argument("--command", dest="user_command", metavar="TEMPLATE",
                    help="sweep your own training command: placeholders {NAME} for each --param, and {run_dir}, "
                         "{trial}, {seed}; every trial is an `ntjax run` of it")
     p.add_argument("--direction", choices=["minimize", "maximize"],
@@ -96,7 +96,7 @@ def build_recipe(args: argparse.Namespace, out: Path):
         if (out / "study.db").exists() or args.storage:
             return None  # continue the stored sweep
         raise NtjaxError("nothing to search: give --param NAME=SPEC (e.g. --param lr=log:1e-4:1e-2) or --space FILE")
-    if args.command:
+    if args.user_command:
         if args.sensitivity:
             raise NtjaxError("--sensitivity measures ntjax's own model; with --command use --strategy grid over lr")
         if args.preset or args.spec or args.set:
@@ -104,7 +104,7 @@ def build_recipe(args: argparse.Namespace, out: Path):
         direction = args.direction or ("maximize" if "acc" in args.metric.rsplit("/", 1)[-1] else None)
         return validate_recipe(Recipe(params=tuple(texts), strategy=strategy, grid_points=grid_points,
                                       metric=args.metric, base={"steps": args.steps or 0}, pruner=pruner,
-                                      prune_startup=args.prune_startup, seed=args.seed, command=args.command,
+                                      prune_startup=args.prune_startup, seed=args.seed, command=args.user_command,
                                       goal=direction, grace=args.grace))
     cfg = config_lib.preset(args.preset or "default")
     changes = {k: v for k, v in {"steps": args.steps, "spec": args.spec, "eval_every": args.eval_every}.items()
