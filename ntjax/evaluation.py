@@ -311,31 +311,10 @@ def import_constructor(spec: str) -> Callable:
 
 def evaluate_state_dict(path: str | Path, constructor: str, text: str, seq_len: int,
                         n_batches: int = 8, batch_size: int = 8, eval_fraction: float = 0.1) -> dict[str, float]:
-    """Evaluate a PyTorch byte-level LM (tokens [B, T] -> logits [B, T, V]) saved as a `state_dict` on the
-    held-out tail of `text`: the same windows and metrics as an ntjax run. Loads with `weights_only=True`
-    (a checkpoint cannot run code)."""
-    import pickle
-
-    import torch
-    import torch.nn.functional as F
-
-    from ntjax.data import make_data
-
-    model = import_constructor(constructor)()
-    try:  # weights_only refuses pickled code (an UnpicklingError), not just unknown keys
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as e:
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise NtjaxError(f"cannot load the state_dict {path} into {constructor}(): {first}") from None
-    model.eval()
-    losses, accs = [], []
-    with torch.no_grad():
-        for batch in make_data(seq_len, 0, eval_fraction, text).eval_batches(n_batches, batch_size):
-            tokens = torch.from_numpy(batch).long()
-            out = model(tokens[:, :-1])
-            logits = (out[0] if isinstance(out, (tuple, list)) else out).float()
-            targets = tokens[:, 1:]
-            losses.append(float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))))
-            accs.append(float((logits.argmax(-1) == targets).float().mean()))
-    loss = float(np.mean(losses))
-    return {"eval/loss": loss, "eval/ppl": math.exp(min(loss, 50.0)), "eval/accuracy": float(np.mean(accs))}
+    """Evaluate a PyTorch byte-level LM (tokens [B, T] -> logits [B, T, 256]) saved as a `state_dict` on the
+    held-out tail of `text`: the same windows and metrics as an ntjax run. The torch code lives in
+    `ntjax.bridges.torch_eval` (ntjax itself does not import torch); models that do not fit are refused."""
+    build = import_constructor(constructor)
+    from ntjax.bridges.torch_eval import evaluate_state_dict as evaluate_torch
+    return evaluate_torch(path, build, constructor, text, seq_len, n_batches=n_batches, batch_size=batch_size,
+                          eval_fraction=eval_fraction)
