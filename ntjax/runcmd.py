@@ -273,7 +273,8 @@ class Launcher:
     def __init__(self, argv: Sequence[str], run_dir: str | Path, *, grace: float = DEFAULT_GRACE_S,
                  on_instability: str = "warn", echo: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] | None = None, on_eval: Callable[[int, dict], None] | None = None,
-                 on_train: Callable[[int, dict], None] | None = None, env: dict[str, str] | None = None):
+                 on_train: Callable[[int, dict], None] | None = None, env: dict[str, str] | None = None,
+                 cwd: str | None = None):
         if not argv:
             raise NtjaxError("no command given: put it after --, e.g. ntjax run -- python train.py")
         self.argv = list(argv)
@@ -282,16 +283,18 @@ class Launcher:
         self.echo, self.warn = echo, warn or (lambda s: print(f"warning: {s}", file=sys.stderr, flush=True))
         self.on_eval, self.on_train = on_eval, on_train
         self.env = env or {}
+        self.cwd = cwd  # None: this process's working folder
         self.proc: subprocess.Popen | None = None
 
     def _start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, ENV_RUN_DIR: str(self.run_dir.absolute()), "PYTHONUNBUFFERED": "1"}
+        self.run_dir = self.run_dir.absolute()  # the child may start in another folder (cwd)
+        env = {**os.environ, **self.env, ENV_RUN_DIR: str(self.run_dir), "PYTHONUNBUFFERED": "1"}
         self._console = open(self.run_dir / CONSOLE_FILE, "ab")
         try:
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True,  # its own process group: stop it whole
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=_die_with_parent, cwd=self.cwd)
         except OSError as e:
             self._console.close()
             raise NtjaxError(f"cannot start {self.argv[0]!r}: {e.strerror or e}") from None

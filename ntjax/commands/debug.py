@@ -1,7 +1,9 @@
 """`ntjax debug PATH`: symptom-driven diagnosis of a run. Reads the logs (any format) and the run's
 config.json when present, ranks the likely causes with their evidence, gives the concrete fix and the next
 command. `--fix` re-trains an ntjax run briefly with the top fix applied and compares before/after at the
-same steps."""
+same steps. For a run of your own script (started with `ntjax run`, or logged by a bridge) the fix names
+the flag or line to change, `next` is the exact re-run command, and `--fix` re-runs your command with the
+changed flag and compares at equal steps."""
 from __future__ import annotations
 
 import argparse
@@ -44,7 +46,8 @@ def apply_fix(run_dir: Path, hypothesis, before_table) -> dict:
     from ntjax.trainer import train
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
-        raise NtjaxError(f"--fix needs an ntjax run folder with config.json; {run_dir} has none")
+        raise NtjaxError(f"--fix needs a run folder with config.json (ntjax train) or run.json (ntjax run); "
+                         f"{run_dir} has neither")
     cfg = config_lib.load(cfg_path)
     if not hypothesis.overrides:
         raise NtjaxError(f"the top cause ({hypothesis.cause}) has no automatic fix; run: {hypothesis.next}")
@@ -86,6 +89,8 @@ def human(data: dict) -> str:
     fix = data.get("fix_result")
     if fix:
         lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}, {fix['steps']} steps:")
+        if fix.get("command"):
+            lines.append(f"     re-ran: {fix['command']}")
         for name, c in fix["compare"].items():
             lines.append(f"     {name} at step {fix['step']}: {c['before']:.4g} -> {c['after']:.4g} "
                          f"({c['change']:+.4g})")
@@ -101,12 +106,22 @@ def run(args: argparse.Namespace) -> Result:
     analysis = analyse(table)
     symptoms = parse_symptoms(args.symptom)
     hypotheses = rank(table, analysis, symptoms, args.path)
+    from ntjax import userfix
+    user = userfix.user_run(args.path, table.meta.get("config"))
+    if user is not None:  # the user's own script: fixes name its flags/lines, next re-runs its command
+        cfg = userfix.user_config(table)
+        hypotheses = [userfix.adapt(h, user, cfg, table, args.path) for h in hypotheses]
     data = {"source": table.source, "format": table.format, "symptoms": sorted(symptoms),
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
             "findings": [f.to_dict() for f in analysis.findings]}
+    if user is not None:
+        data["user_run"] = userfix.describe(user)
     if args.fix:
         if not hypotheses:
             raise NtjaxError("--fix: no cause found to fix (the curves look healthy)")
         top = next((h for h in hypotheses if h.overrides), hypotheses[0])
-        data["fix_result"] = apply_fix(Path(args.path), top, table)
+        if user is not None:
+            data["fix_result"] = userfix.apply_user_fix(user, top, table)
+        else:
+            data["fix_result"] = apply_fix(Path(args.path), top, table)
     return Result(data, human(data))
