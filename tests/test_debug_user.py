@@ -26,6 +26,7 @@ def slow_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_debug_names_the_flag_and_the_exact_rerun_command(slow_run):
     code, out, err = _ntjax("debug", str(slow_run), "--json")
     assert code == 0, err
@@ -39,6 +40,7 @@ def test_debug_names_the_flag_and_the_exact_rerun_command(slow_run):
     assert data["user_run"]["framework"] == "pytorch"
 
 
+@pytest.mark.slow
 def test_debug_fix_reruns_the_users_command_and_compares_at_equal_steps(slow_run):
     code, out, err = _ntjax("debug", str(slow_run), "--fix", "--json")
     assert code == 0, err[-2000:]
@@ -49,6 +51,7 @@ def test_debug_fix_reruns_the_users_command_and_compares_at_equal_steps(slow_run
     assert json.loads((Path(fix["out"]) / "run.json").read_text())["argv"][-3] == "0.0003"
 
 
+@pytest.mark.slow
 def test_a_hard_coded_lr_is_named_by_its_line(tmp_path):
     text = SCRIPT.read_text().replace("opt = torch.optim.SGD(model.parameters(), lr=args.lr)",
                                       "opt = torch.optim.SGD(model.parameters(), lr=0.00003)")
@@ -67,6 +70,7 @@ def test_a_hard_coded_lr_is_named_by_its_line(tmp_path):
     assert code == 2 and "has none for lr" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bridge_run_without_run_json_gets_a_clear_refusal_not_a_config_error(tmp_path):
     subprocess.run([sys.executable, str(SCRIPT), "--lr", "3e-05", "--steps", "150", "--out", str(tmp_path / "b")],
                    check=True, capture_output=True, timeout=300)

@@ -30,6 +30,7 @@ def hf_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_hf_model_eval_reproduces_the_loss_its_training_loop_logged(hf_run, tmp_path):
     code, out, err = _ntjax("eval", "--hf-model", str(hf_run / "model"), "--eval-data", str(hf_run / "eval.txt"),
                             "--seq-len", "32", "--out", str(tmp_path), "--json")
@@ -44,6 +45,7 @@ def test_hf_model_eval_reproduces_the_loss_its_training_loop_logged(hf_run, tmp_
     assert (tmp_path / "eval_report.md").is_file()
 
 
+@pytest.mark.slow
 def test_hf_model_without_its_tokenizer_is_refused(hf_run, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -54,6 +56,7 @@ def test_hf_model_without_its_tokenizer_is_refused(hf_run, tmp_path):
     assert code == 2 and out == "" and "no tokenizer files" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_hf_model_with_a_too_long_context_is_refused(hf_run):
     code, _, err = _ntjax("eval", "--hf-model", str(hf_run / "model"), "--eval-data", str(hf_run / "eval.txt"),
                           "--seq-len", "128")
@@ -85,6 +88,7 @@ def test_torch_state_dict_whose_forward_needs_more_args_is_refused(tmp_path):
     assert "cannot be evaluated as a byte-level LM" in err and "hidden" in err and "internal error" not in err
 
 
+@pytest.mark.slow
 def test_eval_command_reports_the_metrics_the_users_eval_logs(tmp_path):
     code, out, err = _ntjax("eval", "--command", f"{sys.executable} {SCRIPTS / 'torch_train.py'} --steps 20",
                             "--out", str(tmp_path), "--json")

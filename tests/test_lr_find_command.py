@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ntjax.readers import read_run
 
 SCRIPT = Path(__file__).parent / "userscripts" / "torch_train.py"
 
 
+@pytest.mark.slow
 def test_lr_find_command_suggests_an_lr_within_3x_of_the_grid_best(tmp_path):
     out = subprocess.run([sys.executable, "-m", "ntjax.cli", "lr-find", "--command",
                           f"{sys.executable} {SCRIPT} --steps 1000", "--min-lr", "1e-4", "--max-lr", "100",

@@ -19,6 +19,7 @@ def ntjax_run(*args, timeout=300):
     return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else None), out.stderr
 
 
+@pytest.mark.slow
 def test_pytorch_script_warns_live_on_nan_and_writes_the_report(tmp_path):
     run_dir = tmp_path / "torch"
     code, data, err = ntjax_run("--out", str(run_dir), "--", sys.executable, str(SCRIPTS / "torch_train.py"),
@@ -39,6 +40,7 @@ def test_pytorch_script_warns_live_on_nan_and_writes_the_report(tmp_path):
     assert table.format == "ntjax-jsonl" and table.get("eval/accuracy") is not None
 
 
+@pytest.mark.slow
 def test_on_instability_stop_ends_the_pytorch_job_at_the_first_nan(tmp_path):
     run_dir = tmp_path / "stop"
     code, data, err = ntjax_run("--out", str(run_dir), "--on-instability", "stop", "--", sys.executable,
@@ -50,6 +52,7 @@ def test_on_instability_stop_ends_the_pytorch_job_at_the_first_nan(tmp_path):
     assert "--on-instability stop" in err
 
 
+@pytest.mark.slow
 def test_keras_script_is_stopped_live_on_nan(tmp_path):
     pytest.importorskip("tensorflow")
     run_dir = tmp_path / "keras"

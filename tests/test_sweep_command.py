@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ntjax.sweep import study as study_lib
 
 SCRIPT = Path(__file__).parent / "userscripts" / "torch_train.py"
@@ -30,6 +32,7 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
+@pytest.mark.slow
 def test_four_trial_command_sweep_prunes_and_recovers_a_killed_worker(tmp_path):
     recipe = study_lib.Recipe(params=("lr=log:1e-4:0.5",), strategy="random", base={"steps": 60},
                               prune_startup=1, command=COMMAND, grace=120.0)

@@ -106,13 +106,15 @@ def run(args: argparse.Namespace) -> Result:
     return result_of(outcome, out, argv)
 
 
-def launch_and_report(argv: list[str], out: Path, grace: float, on_instability: str, echo=None, **kw):
-    """Launch, watch, then write report.md and record the outcome in run.json; returns the Outcome."""
+def launch_and_report(argv: list[str], out: Path, grace: float, on_instability: str, echo=None, *,
+                      plots: bool = True, **kw):
+    """Launch, watch, then write report.md (and plots/ unless `plots` is False) and record the outcome in
+    run.json; returns the Outcome."""
     from ntjax.runcmd import Launcher, update_run_file
     from ntjax.runreport import write_user_report
 
     outcome = Launcher(argv, out, grace=grace, on_instability=on_instability, echo=echo, **kw).run()
-    write_user_report(out, outcome, argv)
+    write_user_report(out, outcome, argv, plots_too=plots)
     update_run_file(out, exit_code=outcome.exit_code, stopped=outcome.stopped,
                     metrics_source=outcome.metrics_source, last_step=outcome.last_step)
     return outcome
