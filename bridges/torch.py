@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np

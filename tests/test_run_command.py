@@ -78,3 +78,32 @@ def test_a_folder_holding_a_run_is_refused(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "train/loss": 1.0}\n')
     code, data, err = ntjax_run("--out", str(tmp_path), "--", sys.executable, "-c", "pass")
     assert code == 2 and data is None and "already holds a run" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_whole_job_and_reports(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "int"
+    proc = subprocess.Popen([sys.executable, "-m", "ntjax.cli", "run", "--yes", "--quiet", "--json", "--out",
+                             str(run_dir), "--", sys.executable, str(SCRIPTS / "torch_train.py"), "--steps", "5000",
+                             "--sleep", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    child = json.loads((run_dir / "run.json").read_text())["pid"]
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground ntjax process
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    data = json.loads(out)
+    assert data["stopped"] == "interrupted" and data["final_step"] < 5000
+    try:
+        os.kill(child, 0)
+        alive = open(f"/proc/{child}/stat").read().split()[2] != "Z"
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+    assert (run_dir / "report.md").is_file()
