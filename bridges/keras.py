@@ -14,6 +14,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from ntjax.bridges import lr_ramp
 from ntjax.bridges.tensorflow import TFMonitor, dense_values
 
 
@@ -69,6 +70,7 @@ class KerasCallback(keras.callbacks.Callback):
         opt.apply_gradients, opt.scale_loss = copying_apply_gradients, copying_scale_loss
 
     def on_train_batch_begin(self, batch, logs=None):
+        lr_ramp.keras_before(self)  # `ntjax lr-find --command`: the LR ramp sets this step's LR
         if self.monitor is not None and self.monitor.is_sampling(self._step):
             self.monitor.snapshot(self.model.trainable_variables)
 
@@ -79,6 +81,7 @@ class KerasCallback(keras.callbacks.Callback):
                               batch_size=self._batch_samples())
         self.monitor.finish_step()
         self._step += 1
+        lr_ramp.keras_after(self)  # stops fit once the range test is over
 
     def _batch_samples(self) -> int | None:
         """The batch size, given or read off Keras's loss tracker (it counts the samples seen this epoch)."""

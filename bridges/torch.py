@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ntjax.bridges import stats
+from ntjax.bridges import lr_ramp, stats
 from ntjax.bridges import torch_device as dev
 from ntjax.bridges.record import StepRecorder, warn_nonfinite
 
@@ -198,6 +198,7 @@ class TorchMonitor:
         `grad_norm_name` lets a caller that only sees clipped gradients say so in the name. Returns the
         step's metrics (the line is written once the optimizer step completes, or at the next call).
         """
+        lr_ramp.torch_before(self)  # `ntjax lr-find --command`: the LR ramp sets this step's LR
         if self.optimizer is None:
             self._measure_update()  # a hand-written update has run since the last log
         self._snapshot = None  # one left over means the last optimizer step was skipped (e.g. GradScaler)
@@ -241,6 +242,7 @@ class TorchMonitor:
         self._disarm()
         if self.is_sampling(step + 1):
             self._arm()
+        lr_ramp.torch_after(self, loss_value)  # ends the run once the range test is over
         return metrics
 
     def log_eval(self, step: int, metrics: Mapping[str, Any]) -> None:

@@ -8,9 +8,10 @@ on, `eval/loss` here equals what the run logged at that step.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +20,62 @@ import optax
 
 from ntjax.core.config import TrainConfig
 from ntjax.errors import NtjaxError
-from ntjax.core.runfolder import LoadedRun
-from ntjax.core.state import evaluate
+from ntjax.core.runfolder import LoadedRun, read_config
 
 REGRESSION_TOLERANCE = 0.01  # relative: a checkpoint 1% worse than the best before it is a regression
 MIN_TOKEN_COUNT = 20  # a byte must be a target this often before its mean loss change is reported
 FORGETTING_BATCHES = 32  # at least this many eval batches for the forgetting check: per-token stats need tokens
+
+
+def locate_checkpoint(path: str | Path) -> tuple[Path, int | None]:
+    """(run folder, step) for a run folder (step None: latest) or one checkpoint `RUN/checkpoints/<step>`."""
+    p = Path(path)
+    if (p / "checkpoints").is_dir():
+        return p, None
+    if p.parent.name == "checkpoints" and p.name.isdigit():
+        if not p.is_dir():
+            raise NtjaxError(f"no checkpoint {p}")
+        return p.parent.parent, int(p.name)
+    if not p.exists():
+        raise NtjaxError(f"{p} does not exist")
+    raise NtjaxError(f"{p} is neither an ntjax run folder (with checkpoints/) nor a checkpoint RUN/checkpoints/STEP")
+
+
+def load_checkpoint(path: str | Path, step: int | None = None, best: bool = False) -> LoadedRun:
+    """Load a run folder's latest (or best, or `step`) checkpoint, or the checkpoint `path` names."""
+    from ntjax.core.runfolder import load_run
+
+    run_dir, named = locate_checkpoint(path)
+    if named is not None and step is not None and named != step:
+        raise NtjaxError(f"{path} is the checkpoint of step {named}, not {step}")
+    return load_run(run_dir, named if named is not None else step, which="best" if best else "latest")
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    from ntjax.core.checkpoint import Checkpoints
+
+    ckpts = Checkpoints(Path(run_dir) / "checkpoints", async_save=False, read_only=True)
+    try:
+        return ckpts.steps()
+    finally:
+        ckpts.close()
+
+
+def iter_checkpoints(run_dir: Path, steps: list[int]) -> Iterator[LoadedRun]:
+    """Every listed checkpoint of a run, building the model once (restoring is cheap, building is not)."""
+    from ntjax.core.checkpoint import Checkpoints
+    from ntjax.trainer import build_state
+
+    cfg = read_config(run_dir)
+    _, graphdef, state, _ = build_state(cfg)
+    abstract = jax.tree.map(np.zeros_like, state)
+    ckpts = Checkpoints(Path(run_dir) / "checkpoints", async_save=False, read_only=True)
+    try:
+        for step in steps:
+            restored, meta = ckpts.restore(step, abstract)
+            yield LoadedRun(cfg=cfg, graphdef=graphdef, state=restored, step=step, meta=meta)
+    finally:
+        ckpts.close()
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -69,6 +120,7 @@ def eval_data(cfg: TrainConfig, data: str | None = None, n_batches: int | None =
 def evaluate_checkpoint(run: LoadedRun, data: EvalData, eval_step: Callable | None = None) -> dict[str, float]:
     """eval/loss, eval/ppl, eval/accuracy (the trainer's `evaluate`) plus the spec's `eval_metrics`."""
     from ntjax.core.step import make_eval_step
+    from ntjax.trainer import evaluate
 
     eval_step = eval_step or make_eval_step(run.graphdef, data.loss_fn)
     metrics = evaluate(eval_step, run.state, data.batches)
@@ -91,20 +143,21 @@ def spec_metrics(fn: Callable, run: LoadedRun, batches: list) -> dict[str, float
 
 
 def logged_evals(run_dir: Path) -> dict[int, dict[str, float]]:
-    """The eval metrics a run logged, by step (the readers keep the last write of a step, as in a resumed run)."""
-    from ntjax.core.runfolder import METRICS_FILE
-    from ntjax.readers import read_run
-
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return {}
-    table = read_run(path)
+    """The eval metrics a run logged, by step (last write of a step wins, as in a resumed run)."""
+    path = Path(run_dir) / "metrics.jsonl"
     out: dict[int, dict[str, float]] = {}
-    for name in table.names():
-        if name.startswith("eval/"):
-            series = table.series[name]
-            for step, value in zip(series.step.tolist(), series.value.tolist()):
-                out.setdefault(int(step), {})[name] = float(value)
+    if not path.exists():
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+                step = int(rec["step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            evals = {k: float(v) for k, v in rec.items() if k.startswith("eval/")}
+            if evals:
+                out.setdefault(step, {}).update(evals)
     return out
 
 
@@ -229,3 +282,39 @@ def forgetting(base: LoadedRun, tuned: LoadedRun, original: str | None = None,
         out["new_data"] = tuned.cfg.data or "embedded corpus (CPython pydoc topics)"
     out["verdict"] = forgetting_verdict(out["original"], out["new"])
     return out
+
+
+# --- PyTorch state_dict checkpoints ----------------------------------------------------------------------
+
+def import_constructor(spec: str) -> Callable:
+    """`module:function` or `path/to/file.py:function` -> the function (the user's model constructor)."""
+    import importlib
+    import importlib.util
+
+    module_name, _, fn_name = spec.rpartition(":")
+    if not module_name or not fn_name:
+        raise NtjaxError(f"--torch-model must look like module:function or file.py:function (got {spec!r})")
+    try:
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location(f"ntjax_torch_model_{Path(module_name).stem}",
+                                                            module_name)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except (ImportError, OSError) as e:
+        raise NtjaxError(f"cannot import {module_name}: {e}") from None
+    if not callable(getattr(module, fn_name, None)):
+        raise NtjaxError(f"{module_name} defines no function {fn_name}")
+    return getattr(module, fn_name)
+
+
+def evaluate_state_dict(path: str | Path, constructor: str, text: str, seq_len: int,
+                        n_batches: int = 8, batch_size: int = 8, eval_fraction: float = 0.1) -> dict[str, float]:
+    """Evaluate a PyTorch byte-level LM (tokens [B, T] -> logits [B, T, 256]) saved as a `state_dict` on the
+    held-out tail of `text`: the same windows and metrics as an ntjax run. The torch code lives in
+    `ntjax.bridges.torch_eval` (ntjax itself does not import torch); models that do not fit are refused."""
+    build = import_constructor(constructor)
+    from ntjax.bridges.torch_eval import evaluate_state_dict as evaluate_torch
+    return evaluate_torch(path, build, constructor, text, seq_len, n_batches=n_batches, batch_size=batch_size,
+                          eval_fraction=eval_fraction)

@@ -8,6 +8,7 @@ The convention for SKILL.md files, their references, agents and knowledge docs:
 - UPPERCASE placeholders stand for the user's paths; this test substitutes them:
   RUN_DIR and BASELINE_DIR: copies of a finished tiny ntjax run made once per session;
   LOG_PATH (alias LOG_FILE): a real Hugging Face trainer_state.json; SCRIPT: a plain PyTorch script;
+  USER_SCRIPT: a PyTorch script with argparse flags (--lr, --steps, --width) that logs through the bridge;
   RUNS_CSV (alias CSV): the Chinchilla points; any other name ending in _DIR, _PNG or _MD (NEW_RUN_DIR,
   SWEEP_DIR, SNAPSHOT_PNG, PLAN_MD...): a new folder or file, the same one for every command of the doc.
 - A doc's commands run in order in one scratch folder, so a later command may read what an earlier
@@ -40,6 +41,7 @@ CHINCHILLA = FIXTURES / "chinchilla/svg_extracted_data.csv"
 EXISTING = {
     "LOG_PATH": LOG, "LOG_FILE": LOG,
     "SCRIPT": FIXTURES / "plugin/torch_train.py",
+    "USER_SCRIPT": ROOT / "tests/userscripts/torch_train.py",  # argparse flags and the bridge monitor
     "RUNS_CSV": CHINCHILLA, "CSV": CHINCHILLA,
 }
 RUNS = ("RUN_DIR", "BASELINE_DIR")
@@ -88,7 +90,7 @@ def cap_budget(command: str) -> str:
         return f"{flag} {min(float(value), cap):g}" if re.fullmatch(r"[0-9.e+-]+", value) else m.group(0)
     flags = "|".join(re.escape(f) for f in BUDGET_CAPS)
     capped = re.sub(rf"({flags})[ =](\S+)", lower, command)
-    if ntjax_subcommand(capped) in TRAINING and not re.search(r"\s--(preset|run|spec)\b", capped):
+    if ntjax_subcommand(capped) in TRAINING and not re.search(r"\s--(preset|run|spec|command)\b", capped):
         capped += " --preset tiny"  # the default preset is the bigger model
     return capped
 
@@ -100,7 +102,9 @@ def ntjax_subcommand(command: str) -> str | None:
 
 def command_env(cache_dir: Path) -> dict[str, str]:
     """The environment a skill's command sees, plus a shared JAX compilation cache (speed only)."""
-    return {**os.environ, "CLAUDE_PLUGIN_ROOT": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
+    # `python` in a doc's command is the user's Python, the one with their framework: here the venv's.
+    path = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "CLAUDE_PLUGIN_ROOT": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 

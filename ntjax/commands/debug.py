@@ -1,7 +1,9 @@
 """`ntjax debug PATH`: symptom-driven diagnosis of a run. Reads the logs (any format) and the run's
 config.json when present, ranks the likely causes with their evidence, gives the concrete fix and the next
 command. `--fix` re-trains an ntjax run briefly with the top fix applied and compares before/after at the
-same steps."""
+same steps. For a run of your own script (started with `ntjax run`, or logged by a bridge) the fix names
+the flag or line to change, `next` is the exact re-run command, and `--fix` re-runs your command with the
+changed flag and compares at equal steps."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag
+from ntjax.diagnostics.runtable import value_near
 from ntjax.errors import NtjaxError
 
 FIX_MAX_STEPS = 1500  # the verification stops here (its schedule keeps the original length): enough to judge
@@ -23,19 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fix", action="store_true", help="re-run a short training with the top fix and compare")
     add_json_flag(p)
     p.set_defaults(run=run)
-
-
-def _at(table, name: str, step: int) -> float | None:
-    """The metric near `step`: median of the logged points in the last 5% of steps up to it."""
-    import numpy as np
-    s = table.get(name)
-    if s is None:
-        return None
-    s = s.finite()
-    keep = (s.step <= step) & (s.step >= step - max(1, int(0.05 * step)))
-    if not keep.any():
-        keep = s.step <= step
-    return float(np.median(s.value[keep][-5:])) if keep.any() else None
 
 
 class _StopAt(Exception):
@@ -67,7 +57,8 @@ def apply_fix(run_dir: Path, hypothesis, before_table, seeds: int = FIX_SEEDS) -
     from ntjax.trainer import train
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
-        raise NtjaxError(f"--fix needs an ntjax run folder with config.json; {run_dir} has none")
+        raise NtjaxError(f"--fix needs a run folder with config.json (ntjax train) or run.json (ntjax run); "
+                         f"{run_dir} has neither")
     cfg = config_lib.load(cfg_path)
     if not hypothesis.overrides:
         raise NtjaxError(f"the top cause ({hypothesis.cause}) has no automatic fix; run: {hypothesis.next}")
@@ -97,8 +88,8 @@ def apply_fix(run_dir: Path, hypothesis, before_table, seeds: int = FIX_SEEDS) -
         outs.append(str(out))
     compare = {}
     for name in ("train/loss", "eval/loss"):
-        b = _at(before_table, name, stop)
-        after = [a for a in (_at(t, name, stop) for t, _ in runs) if a is not None]
+        b = value_near(before_table, name, stop)
+        after = [a for a in (value_near(t, name, stop) for t, _ in runs) if a is not None]
         if b is None or not after:
             continue
         seed_noise = float(np.ptp(after)) if len(after) > 1 else 0.0
@@ -132,14 +123,22 @@ def human(data: dict) -> str:
     lines += data.get("insufficient", [])
     fix = data.get("fix_result")
     if fix:
-        lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}: {fix['seeds']} seeds, compared at "
-                     f"step {fix['step']} of a {fix['schedule_steps']}-step schedule (the original length):")
+        if fix.get("command"):  # the user's own command, re-run with the change
+            lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}, {fix['steps']} steps:")
+            lines.append(f"     re-ran: {fix['command']}")
+        else:
+            lines.append(f"--fix ({fix['cause']}: {fix['applied']}) -> {fix['out']}: {fix['seeds']} seeds, compared "
+                         f"at step {fix['step']} of a {fix['schedule_steps']}-step schedule (the original length):")
         for name, c in fix["compare"].items():
+            noise = (f"; seed-to-seed noise {c['seed_noise']:.3g}, noise used {c['noise']:.3g}"
+                     if "noise" in c else "")
             lines.append(f"     {name} at step {fix['step']}: {c['before']:.4g} -> {c['after']:.4g} "
-                         f"({c['change']:+.4g}; seed-to-seed noise {c['seed_noise']:.3g}, noise used "
-                         f"{c['noise']:.3g})")
-        lines.append("     improved (beyond 2x the noise)" if fix["improved"] else
-                     "     not improved beyond the noise: try the next hypothesis")
+                         f"({c['change']:+.4g}{noise})")
+        if fix.get("command"):
+            lines.append("     improved" if fix["improved"] else "     not improved: try the next hypothesis")
+        else:
+            lines.append("     improved (beyond 2x the noise)" if fix["improved"] else
+                         "     not improved beyond the noise: try the next hypothesis")
     return "\n".join(lines)
 
 
@@ -152,6 +151,11 @@ def run(args: argparse.Namespace) -> Result:
     symptoms = parse_symptoms(args.symptom)
     diagnosis = diagnose(table, analysis, symptoms, args.path)
     hypotheses = diagnosis.hypotheses
+    from ntjax.usercmd import fix as userfix
+    user = userfix.user_run(args.path, table.meta.get("config"))
+    if user is not None:  # the user's own script: fixes name its flags/lines, next re-runs its command
+        cfg = userfix.user_config(table)
+        hypotheses = [userfix.adapt(h, user, cfg, table, args.path) for h in hypotheses]
     data = {"source": table.source, "format": table.format, "symptoms": sorted(symptoms),
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
             "findings": [f.to_dict() for f in analysis.findings],
@@ -159,9 +163,14 @@ def run(args: argparse.Namespace) -> Result:
             "p_healthy": round(diagnosis.p_healthy, 3), "insufficient": diagnosis.insufficient}
     if diagnosis.tie:
         data["tie"] = diagnosis.tie
+    if user is not None:
+        data["user_run"] = userfix.describe(user)
     if args.fix:
         if not hypotheses:
             raise NtjaxError("--fix: no cause found to fix (the curves look healthy)")
         top = next((h for h in hypotheses if h.overrides), hypotheses[0])
-        data["fix_result"] = apply_fix(Path(args.path), top, table)
+        if user is not None:
+            data["fix_result"] = userfix.apply_user_fix(user, top, table)
+        else:
+            data["fix_result"] = apply_fix(Path(args.path), top, table)
     return Result(data, human(data))

@@ -4,6 +4,8 @@ and write `eval_report.md`.
 
 `ntjax eval --forgetting BASE TUNED [--data ORIGINAL]`: how much a fine-tune forgot on the original data.
 `ntjax eval MODEL.pt --torch-model module:function --data FILE`: a PyTorch state_dict, same metrics.
+`ntjax eval --hf-model DIR --eval-data FILE`: a local Hugging Face causal LM with its own tokenizer.
+`ntjax eval --command 'python eval.py ...'`: your own eval code, run as an `ntjax run`; its eval/* metrics.
 """
 from __future__ import annotations
 
@@ -40,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how much TUNED (a fine-tune of BASE) forgot on the original data")
     p.add_argument("--torch-model", metavar="MODULE:FUNCTION",
                    help="evaluate a PyTorch state_dict CHECKPOINT with the model this function builds")
-    p.add_argument("--seq-len", type=int, default=128, help="context length for --torch-model (default 128)")
+    p.add_argument("--seq-len", type=int, default=None, help="context length for --torch-model (default 128) "
+                                                             "and --hf-model (default min(512, the model's context))")
+    p.add_argument("--hf-model", metavar="DIR", help="a local Hugging Face causal LM folder, evaluated with its own "
+                                                     "tokenizer on --eval-data (no download)")
+    p.add_argument("--eval-data", metavar="FILE", help="with --hf-model: a local .txt file, or .jsonl with 'text'")
+    p.add_argument("--command", dest="user_command", metavar="CMD",
+                   help="your own eval command, run as an `ntjax run`; the eval/* metrics it logs are reported")
+    p.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to wait for its first metrics")
     p.add_argument("--out", help="folder for the report and plots (default: the run folder)")
     add_json_flag(p)
     p.set_defaults(run=run)
@@ -52,6 +61,16 @@ def _quiet_orbax() -> None:
 
 def run(args: argparse.Namespace) -> Result:
     _quiet_orbax()
+    if args.hf_model or args.user_command:
+        if args.checkpoint or args.forgetting or args.torch_model:
+            raise NtjaxError("--hf-model/--command evaluate your own model: give no CHECKPOINT, --forgetting or "
+                             "--torch-model with them")
+        from ntjax.usercmd.evaluate import run_user_eval
+        args.hf_seq_len = args.seq_len
+        data = run_user_eval(args)
+        return Result(data=data, human=lambda: print(Path(data["report"]).read_text()))
+    if args.seq_len is None:
+        args.seq_len = 128
     if args.forgetting:
         if args.checkpoint:
             raise NtjaxError("give either CHECKPOINT or --forgetting BASE TUNED, not both")
@@ -271,7 +290,7 @@ def render_forgetting(out: dict[str, Any]) -> str:
 
 
 def run_torch(args: argparse.Namespace) -> Result:
-    from ntjax.bridges.torch_eval import evaluate_state_dict
+    from ntjax.evaluation import evaluate_state_dict
 
     if not args.data:
         raise NtjaxError("--torch-model needs --data FILE (the text to evaluate the PyTorch model on)")

@@ -1,7 +1,7 @@
 """`ntjax lr-find`: the learning-rate range test from the current state — a fresh init of a preset, or
 the latest checkpoint of a run folder — with the LR rising exponentially, an EMA-smoothed loss, a stop
 once it exceeds 4x its minimum, and two suggested peak LRs (steepest descent, and minimum/10, which we
-recommend; see ntjax/diagnostics/lr_range.py for why).
+recommend; see ntjax/diagnostics/tree_stats/tree_stats/lr_range.py for why).
 
 The run is never altered: the test trains a copy of the state and nothing is written back to the run
 folder (its checkpoints and logs stay byte-identical). The plot goes to --out.
@@ -9,6 +9,7 @@ folder (its checkpoints and logs stay byte-identical). The plot goes to --out.
 Examples:
   ntjax lr-find --preset tiny
   ntjax lr-find --run runs/default --steps 150 --json
+  ntjax lr-find --command 'python train.py --epochs 1' --min-lr 1e-5 --max-lr 10
 """
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="test a fresh init of this preset (tiny | default | small; default: default)")
     src.add_argument("--run", dest="run_dir", metavar="DIR", help="test from this run folder's latest checkpoint")
+    src.add_argument("--command", dest="user_command", metavar="CMD",
+                     help="test your own training command (e.g. 'python train.py'): its ntjax bridge monitor "
+                          "drives the LR ramp inside your loop and ends the run when the loss blows up")
+    p.add_argument("--grace", type=float, default=120.0,
+                   help="with --command: seconds to wait for the first logged step (default 120)")
     p.add_argument("--spec", help="a Python spec file (model, loss, data) as for `ntjax train` (with --preset)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"test steps (default {DEFAULT_STEPS})")
     p.add_argument("--min-lr", type=float, default=DEFAULT_MIN_LR, help=f"first LR (default {DEFAULT_MIN_LR:g})")
@@ -108,6 +114,8 @@ def run(args: argparse.Namespace) -> Result:
         raise NtjaxError(f"--stop-factor must exceed 1 (got {args.stop_factor:g})")
     if args.beta is not None and not 0 <= args.beta < 1:
         raise NtjaxError(f"--beta must lie in [0, 1) (got {args.beta:g})")
+    if args.user_command:
+        return run_command(args)
     cfg, graphdef, state, task, start, source = _load(args)
     lrs = lr_find.exponential_lrs(args.min_lr, args.max_lr, args.steps)
     test = range_test_from_state(cfg, graphdef, state, task, lrs, data_start=start, beta=args.beta,
@@ -134,5 +142,39 @@ def run(args: argparse.Namespace) -> Result:
         print(f"  plot: {plot}")
         print(f"  next: ntjax train --lr {sug.recommended:.2g} ...  or sweep around it: "
               f"ntjax sweep --param lr=log:{sug.recommended / 3:.1g}:{sug.recommended * 3:.1g}")
+
+    return Result(data=data, human=human)
+
+
+def run_command(args: argparse.Namespace) -> Result:
+    """The range test of the user's own command (see ntjax/lr_command.py)."""
+    import sys
+
+    from ntjax.diagnostics import lr_range as lr_find
+    from ntjax.cli import dumps
+    from ntjax.usercmd.lr_range import command_argv, range_test_of_command, run_dir_for
+
+    out = Path(args.out or "runs/lr-find")
+    run_dir = run_dir_for(out)
+    argv = command_argv(args.user_command, run_dir)
+    echo = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    test, sug, outcome = range_test_of_command(argv, run_dir, min_lr=args.min_lr, max_lr=args.max_lr,
+                                               steps=args.steps, stop_factor=args.stop_factor, beta=args.beta,
+                                               grace=args.grace, echo=echo)
+    source = f"the command `{args.user_command}`"
+    plot = lr_find.plot_range_test(test, sug, out / "lr_find.png", title="LR range test: your command")
+    data = {"source": source, "run_dir": str(run_dir), **lr_find.to_dict(test, sug), "plot": str(plot)}
+    (out / "lr_find.json").write_text(dumps(data) + "\n")
+
+    def human() -> None:
+        steep = f"{sug.steepest:.3g}" if sug.steepest is not None else "n/a (too few points before the minimum)"
+        print(f"LR range test of {source}: {len(test.lrs)} steps from {args.min_lr:g}, stopped: {test.stop_reason}")
+        print(f"  loss minimum at lr {sug.min_loss_lr:.3g}")
+        print(f"  steepest descent:  {steep}")
+        print(f"  minimum / 10:      {sug.min_over_10:.3g}   <- recommended")
+        print(f"  why: {sug.why}")
+        print(f"  plot: {plot}; the run: {run_dir}")
+        print(f"  next: run your script with LR {sug.recommended:.2g}, or sweep around it: ntjax sweep --command "
+              f"'... --lr {{lr}}' --param lr=log:{sug.recommended / 3:.1g}:{sug.recommended * 3:.1g}")
 
     return Result(data=data, human=human)

@@ -14,6 +14,8 @@ Examples:
   ntjax scale fit tests/fixtures/chinchilla/svg_extracted_data.csv --drop-highest 5 --budget 5.88e23
   ntjax scale run --preset tiny --budgets 3e9,1e10,3e10 --out runs/scale
   ntjax scale run --preset tiny --axis width --values 16,32,48,64 --out runs/scale-width
+  ntjax scale run --command 'python train.py --width {width} --steps {steps}' --widths 16,32,64 \
+      --step-counts 100,200 --tokens-per-step 4096 --out runs/scale-mine
 """
 from __future__ import annotations
 
@@ -69,6 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bootstrap", type=int, default=200, metavar="B")
     r.add_argument("--budget", type=_floats, metavar="C[,C...]", help="budgets to extrapolate the allocation to")
     r.add_argument("--dry-run", action="store_true", help="print the designed runs without training")
+    r.add_argument("--command", dest="user_command", metavar="TEMPLATE",
+                   help="study your own model family: a command with {width} and/or {steps} (and {run_dir}); "
+                        "each point is an `ntjax run`")
+    r.add_argument("--widths", type=_floats, metavar="W[,W...]", help="with --command: the {width} values")
+    r.add_argument("--step-counts", type=_floats, metavar="S[,S...]", help="with --command: the {steps} values")
+    r.add_argument("--tokens-per-step", type=float,
+                   help="with --command: tokens (or samples) per optimizer step, so D = steps x this")
+    r.add_argument("--n-params", metavar="W=N[,W=N...]",
+                   help="with --command: parameters per width, when the runs' config.json does not report it")
+    r.add_argument("--metric", default="eval/loss", help="with --command: the loss to fit (default eval/loss)")
+    r.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to the first metrics")
     add_json_flag(r)
     r.set_defaults(run=run_study)
 
@@ -107,10 +120,10 @@ def run_study(args: argparse.Namespace) -> Result:
     import sys
 
     from ntjax.core.config import preset
-    from ntjax.scaling import analysis, study
-    from ntjax.scaling.plots import plot_analysis
-    from ntjax.scaling.points import from_arrays
+    from ntjax.scaling import study
 
+    if args.user_command:
+        return _fit_rows(_command_rows(args), Path(args.out), args)
     base = preset(args.preset)
     if args.steps:
         base = dataclasses.replace(base, steps=args.steps)
@@ -130,6 +143,29 @@ def run_study(args: argparse.Namespace) -> Result:
             for p in plan))
     out = Path(args.out)
     rows = study.execute(runs, out, log=lambda s: print(s, file=sys.stderr))
+    return _fit_rows(rows, out, args)
+
+
+def _command_rows(args: argparse.Namespace) -> list[dict]:
+    import sys
+
+    from ntjax.scaling.command import execute_command, parse_n_params
+
+    if not args.tokens_per_step or args.tokens_per_step <= 0:
+        raise NtjaxError("--command needs --tokens-per-step (tokens per optimizer step: batch x sequence length)")
+    widths = [int(w) for w in args.widths or []]
+    steps = [int(s) for s in args.step_counts or []]
+    return execute_command(args.user_command, widths, steps, Path(args.out), tokens_per_step=args.tokens_per_step,
+                           metric=args.metric, n_params=parse_n_params(args.n_params), grace=args.grace,
+                           log=lambda s: print(s, file=sys.stderr))
+
+
+def _fit_rows(rows: list[dict], out: Path, args: argparse.Namespace) -> Result:
+    """Write scaling.csv and fit it (L(N, D) with 5+ usable runs; a one-axis law along one axis)."""
+    from ntjax.scaling import analysis, study
+    from ntjax.scaling.plots import plot_analysis
+    from ntjax.scaling.points import from_arrays
+
     csv_path = study.write_csv(rows, out / "scaling.csv")
     good = study.usable(rows)
     data: dict = {"runs": rows, "csv": str(csv_path), "n_count": args.count}

@@ -14,6 +14,7 @@ Examples:
   ntjax sweep --preset tiny --param lr=log:1e-4:3e-2 --max-runs 8
   ntjax sweep --strategy grid --grid-points 5 --param lr=log:1e-4:1e-2 --param warmup=choice:0,50
   ntjax sweep --sensitivity --preset tiny --steps 200 --set qk_norm=true --out runs/sens-qk
+  ntjax sweep --command 'python train.py --lr {lr} --out {run_dir}' --param lr=log:1e-4:1e-1 --metric eval/loss
 """
 from __future__ import annotations
 
@@ -49,8 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite file study.db in --out); workers on "
                                      "other machines can join with the same URL and --study-name")
     p.add_argument("--study-name", help="default: the name of the --out folder")
-    p.add_argument("--metric", default="eval/loss", choices=["eval/loss", "eval/ppl", "eval/accuracy"],
-                   help="the trial's value: this metric at the final eval (accuracy is maximised)")
+    p.add_argument("--metric", default="eval/loss",
+                   help="the trial's value: this metric at the final eval (eval/loss, eval/ppl, eval/accuracy; with "
+                        "--command any metric the logs hold); accuracy is maximised")
+    p.add_argument("--command", dest="user_command", metavar="TEMPLATE",
+                   help="sweep your own training command: placeholders {NAME} for each --param, and {run_dir}, "
+                        "{trial}, {seed}; every trial is an `ntjax run` of it")
+    p.add_argument("--direction", choices=["minimize", "maximize"],
+                   help="with --command: whether lower or higher --metric is better (default: minimize, "
+                        "maximize for accuracy)")
+    p.add_argument("--grace", type=float, default=120.0,
+                   help="with --command: seconds a trial gets to log its first metrics (default 120)")
     p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
     p.add_argument("--prune-startup", type=int, default=3, help="complete trials before the median rule prunes")
     p.add_argument("--sensitivity", action="store_true",
@@ -88,6 +98,16 @@ def build_recipe(args: argparse.Namespace, out: Path):
         if (out / "study.db").exists() or args.storage:
             return None  # continue the stored sweep
         raise NtjaxError("nothing to search: give --param NAME=SPEC (e.g. --param lr=log:1e-4:1e-2) or --space FILE")
+    if args.user_command:
+        if args.sensitivity:
+            raise NtjaxError("--sensitivity measures ntjax's own model; with --command use --strategy grid over lr")
+        if args.preset or args.spec or args.set:
+            raise NtjaxError("--command runs your own script: --preset, --spec and --set do not apply to it")
+        direction = args.direction or ("maximize" if "acc" in args.metric.rsplit("/", 1)[-1] else None)
+        return validate_recipe(Recipe(params=tuple(texts), strategy=strategy, grid_points=grid_points,
+                                      metric=args.metric, base={"steps": args.steps or 0}, pruner=pruner,
+                                      prune_startup=args.prune_startup, seed=args.seed, command=args.user_command,
+                                      goal=direction, grace=args.grace))
     cfg = config_lib.preset(args.preset or "default")
     changes = {k: v for k, v in {"steps": args.steps, "spec": args.spec, "eval_every": args.eval_every}.items()
                if v is not None}

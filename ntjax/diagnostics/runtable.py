@@ -151,3 +151,15 @@ def from_columns(source: str, fmt: str, step: np.ndarray, columns: Mapping[str, 
         t = None if time is None else np.asarray(time, np.float64)[keep]
         table.add(make_series(normalise_name(raw), np.asarray(step)[keep], values[keep], t, original=raw))
     return table
+
+
+def value_near(table: RunTable, name: str, step: int) -> float | None:
+    """The metric near `step`: median of the logged points in the last 5% of steps up to it."""
+    s = table.get(name)
+    if s is None:
+        return None
+    s = s.finite()
+    keep = (s.step <= step) & (s.step >= step - max(1, int(0.05 * step)))
+    if not keep.any():
+        keep = s.step <= step
+    return float(np.median(s.value[keep][-5:])) if keep.any() else None

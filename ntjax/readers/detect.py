@@ -22,7 +22,8 @@ LOG_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".log", ".txt", ".out")
 # Files beside logs that are not logs (configs, W&B bookkeeping, package metadata).
 NOT_LOGS = frozenset({rf.CONFIG_FILE, "wandb-metadata.json", "requirements.txt", "debug.log", "debug-internal.log",
                       "package.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                      "generation_config.json", "vocab.json", "training_args.json"})
+                      "generation_config.json", "vocab.json", "training_args.json",
+                      "run.json", "events.jsonl"})  # `ntjax run`'s command record and warnings
 WANDB_FILES = ("wandb-history.jsonl", "wandb-summary.json", "output.log")
 
 

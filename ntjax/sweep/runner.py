@@ -15,20 +15,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from ntjax.sweep import study as study_lib
 from ntjax.sweep.study import Budget, Recipe
-
-
-def describe(t: FrozenTrial, metric: str) -> str:
-    """One line for a finished trial: number, state, value, params, and why it stopped if it did."""
-    params = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-    value = f"{metric} {t.value:.4f}" if t.value is not None else ""
-    why = t.user_attrs.get("diverged") or t.user_attrs.get("fail_reason") or ""
-    if t.state == TrialState.FAIL and not why:
-        why = "worker lost (no heartbeat): retried on restart"
-    return f"trial {t.number:4d} {t.state.name:8s} {value:22s} {params}" + (f"  [{why}]" if why else "")
+from ntjax.sweep.trials import describe
 
 
 def _printer(metric: str, say: Callable[[str], None]) -> Callable:
@@ -52,6 +43,9 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
         say(f"trial(s) {', '.join(map(str, lost))} were lost with their worker: marked FAIL, queued again")
     deadline = time.time() + max_time if max_time else None
     budget = Budget(max_runs, deadline)
+    if recipe.command:  # a user's command: check it runs (one trial, here) before spending workers on it
+        from ntjax.sweep.command import validate_first_trial
+        validate_first_trial(study, recipe, out_dir, budget, say)
     if workers <= 1:
         objective = study_lib.make_objective(recipe, out_dir, budget)
         study_lib.run_worker(study, objective, budget, [_printer(recipe.metric, say)])

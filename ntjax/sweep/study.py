@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ntjax.core import config as config_lib
 from ntjax.errors import NtjaxError
 from ntjax.sweep import space as space_lib
+from ntjax.sweep.trials import Skipped, trial_dir, worst
 from ntjax.core import runfolder as rf
 
 STRATEGIES = ("grid", "random", "bayes")
@@ -31,6 +32,7 @@ RECIPE_ATTR = "ntjax_recipe"
 DB_FILE = "study.db"
 HEARTBEAT_S = 5  # a running trial writes a heartbeat this often ...
 GRACE_FACTOR = 3  # ... and is declared lost after this many missed beats
+MAX_FAILED_AT_START = 3  # a worker stops after this many command trials in a row fail before logging
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +47,13 @@ class Recipe:
     pruner: str = "median"
     prune_startup: int = 3
     seed: int = 0
+    command: str | None = None  # a user's command template: trials run it (`ntjax.sweep.command`)
+    goal: str | None = None  # minimize | maximize, for a metric ntjax does not know the direction of
+    grace: float = 120.0  # seconds a command trial gets to log its first metrics
 
     @property
     def direction(self) -> str:
-        return METRICS[self.metric]
+        return self.goal or METRICS.get(self.metric, "minimize")
 
     def space(self) -> list[space_lib.Param]:
         return space_lib.parse_space(self.params)
@@ -69,6 +74,9 @@ def validate_recipe(r: Recipe) -> Recipe:
         raise NtjaxError(f"unknown strategy {r.strategy!r}; choose from {', '.join(STRATEGIES)}")
     if r.pruner not in PRUNERS:
         raise NtjaxError(f"unknown pruner {r.pruner!r}; choose from {', '.join(PRUNERS)}")
+    if r.command:
+        from ntjax.sweep.command import validate_command_recipe
+        return validate_command_recipe(r)
     if r.metric not in METRICS:
         raise NtjaxError(f"--metric must be one of {', '.join(METRICS)} (got {r.metric!r})")
     if not r.params:
@@ -121,7 +129,8 @@ def make_pruner(recipe: Recipe) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(n_startup_trials=recipe.prune_startup, n_warmup_steps=steps // 4)
     if recipe.pruner == "hyperband":
         eval_every = int(recipe.base.get("eval_every", 1))
-        return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=steps, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=steps or "auto",
+                                              reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -163,6 +172,8 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
     does a queued one (WAITING) until a worker picks it up."""
     if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
         return False
+    if t.user_attrs.get("failed_at_start"):  # the command broke before training: no run was spent
+        return False
     return t.state != TrialState.FAIL or "fail_reason" in t.user_attrs
 
 
@@ -180,10 +191,6 @@ class Budget:
         return self.used(study.get_trials(deepcopy=False)) < self.max_runs
 
 
-class _Skipped(Exception):
-    """This worker lost the race for the last slot of the budget: its trial is closed without running."""
-
-
 # --- restart --------------------------------------------------------------------------------------
 
 def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wait: bool = True) -> list[int]:
@@ -195,7 +202,7 @@ def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wai
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     lost = [t for t in trials if t.state == TrialState.FAIL and not counts_toward_budget(t)
-            and not t.user_attrs.get("skipped") and t.params]
+            and not t.user_attrs.get("skipped") and not t.user_attrs.get("failed_at_start") and t.params]
     fresh = [t for t in lost if t.number not in retried]
     for t in fresh:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
@@ -204,14 +211,6 @@ def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wai
 
 # --- the objective ------------------------------------------------------------------------------
 
-def trial_dir(out_dir: Path, number: int) -> Path:
-    return out_dir / f"trial_{number:04d}"
-
-
-def _worst(direction: str) -> float:
-    return math.inf if direction == "minimize" else -math.inf
-
-
 def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[optuna.Trial], float]:
     """Train one trial into `out_dir/trial_NNNN` and return its final `recipe.metric`.
 
@@ -219,6 +218,9 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
     completes with the worst value (inf for a loss) and a reason, so the sampler learns to avoid its
     region; any other failure is recorded as FAIL with its reason. Neither stops the sweep.
     """
+    if recipe.command:
+        from ntjax.sweep.command import make_command_objective
+        return make_command_objective(recipe, out_dir, budget)
     from ntjax.trainer import train
 
     params_space = recipe.space()
@@ -227,7 +229,7 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
     def objective(trial: optuna.Trial) -> float:
         if budget.used(trial.study.get_trials(deepcopy=False), before=trial.number) >= budget.max_runs:
             trial.set_user_attr("skipped", "budget reached")
-            raise _Skipped()
+            raise Skipped()
         started = time.time()
         last: dict[str, float] = {}
 
@@ -256,7 +258,7 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
         value = last.get(recipe.metric, math.nan)
         if result.diverged or not math.isfinite(value):
             trial.set_user_attr("diverged", f"non-finite loss by step {result.final_step}")
-            return _worst(recipe.direction)
+            return worst(recipe.direction)
         return value
 
     return objective
@@ -274,8 +276,17 @@ def _resume_from_lost(trial: optuna.Trial, out_dir: Path, run_dir: Path) -> None
 
 def run_worker(study: optuna.Study, objective: Callable, budget: Budget, callbacks: list | None = None) -> int:
     """Run trials until the budget (runs or time) is spent; returns how many trials this worker started."""
-    ran = 0
+    ran = at_start = 0
+    finished: list[FrozenTrial] = []
+    callbacks = list(callbacks or []) + [lambda _study, t: finished.append(t)]
     while budget.allows_another(study):
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         ran += 1
+        if not finished:
+            continue
+        last = finished[-1]
+        # A command that keeps failing before it logs anything would never spend the budget: give up.
+        at_start = at_start + 1 if last.user_attrs.get("failed_at_start") else 0
+        if at_start >= MAX_FAILED_AT_START:
+            raise NtjaxError(f"{at_start} trials in a row failed at start: {last.user_attrs.get('fail_reason')}")
     return ran
