@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= torch,test,tensorboard,tensorflow,callbacks
+PIP_FLAGS ?= --quiet
 
 .PHONY: train test install clean-venv bench check-plugin claude-cli
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
