@@ -142,3 +142,36 @@ def test_first_command_in_a_real_session_waits_for_the_hooks_install(tmp_path):
     first = json.loads(next(f.read_text() for f in sorted((scratch / "requests").iterdir()) if '"tools"' in f.read_text()))
     assert "ntjax is being installed in the background" in json.dumps(first)
     assert (tmp_path / "installs").read_text() == "built\n"
+
+
+@pytest.mark.client
+@pytest.mark.skipif(claude_bin() is None, reason=MISSING)
+@pytest.mark.skipif(not os.environ.get("NTJAX_TEST_FULL_INSTALL"),
+                    reason="downloads about 1.1 GB and takes minutes: set NTJAX_TEST_FULL_INSTALL=1")
+def test_full_install_in_a_real_session(tmp_path):
+    """A user's first session on a fresh plugin copy, with the real `make install`: the hook starts it,
+    the skill's first command waits (at most 100 s, then exit 75), and run again it completes. The
+    Bash tool keeps its default 2-minute timeout throughout."""
+    root = tmp_path / "fresh"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".git", ".venv", "node_modules", "runs", "__pycache__",
+                                                            ".pytest_cache", ".hypothesis", "*.egg-info"))
+    log = root / "tests/fixtures/logs/hf_trainer_state/tinyLlama-finetune_trainer_state.json"
+    command = f'"{root}/scripts/ntjax" curves {log} --json --no-plot'
+    scenario = {"prompt": f"Is my training healthy? The log is {log}", "turns": [
+        {"skill": "interpret-curves", "args": str(log), "expect": {"is_error": False}},
+        {"bash": command, "description": "First ntjax command (may exit 75 while installing)"},
+        {"bash": command, "description": "The same command again", "expect": {"is_error": False,
+                                                                               "contains": ['"verdict"']}},
+        {"text": "Done."}]}
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(ROOT / "tests/ccstub/run_scenario.py"), str(tmp_path / "scenario.json"),
+                        "--claude", str(claude_bin()), "--plugin-dir", str(root), "--no-copy-plugin",
+                        "--scratch", str(tmp_path / "scratch"), "--full", "--timeout", "600",
+                        "--env", "PATH=/usr/bin:/bin", "--env", f"PY={sys.base_prefix}/bin/python3"],
+                       capture_output=True, text=True, timeout=700)
+    report = json.loads(p.stdout)
+    print(json.dumps({"session_s": round(time.monotonic() - t0, 1),
+                      "results": [(r["tool"], r["is_error"], r["content"][:300]) for r in report["tool_results"]]},
+                     indent=1))
+    assert report["ok"], json.dumps([report["checks"], report["client"]["stderr_tail"]], indent=1)
