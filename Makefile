@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= cli,torch,test,tensorflow,callbacks
 # The exact known-good versions (pyproject.toml holds the ranges users get).
 CONSTRAINTS := constraints.txt
+PIP_FLAGS ?= --quiet
 
 .PHONY: train test install clean-venv bench check-plugin claude-cli
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
