@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.errors import NtjaxError
 from ntjax.core import runfolder as rf
 
@@ -69,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bootstrap", type=int, default=200, metavar="B")
     r.add_argument("--budget", type=_floats, metavar="C[,C...]", help="budgets to extrapolate the allocation to")
     r.add_argument("--dry-run", action="store_true", help="print the designed runs without training")
+    add_progress_flag(r)
     add_json_flag(r)
     r.set_defaults(run=run_study)
 
@@ -108,6 +109,7 @@ def run_study(args: argparse.Namespace) -> Result:
 
     from ntjax.core.config import preset
     from ntjax.scaling import analysis, study
+    from ntjax.viz.progress_lines import emit, line, line_stream, wants_lines
     from ntjax.scaling.plots import plot_analysis
     from ntjax.scaling.points import from_arrays
 
@@ -129,7 +131,16 @@ def run_study(args: argparse.Namespace) -> Result:
             f"{p['name']:<18} {p['group']:<10} N={p['N']:>9,} D={p['D']:>11,} C={p['flops']:.3g} lr={p['lr']:.3g}"
             for p in plan))
     out = Path(args.out)
-    rows = study.execute(runs, out, log=lambda s: print(s, file=sys.stderr))
+    every = args.progress_every if wants_lines(args.progress_every) else 0.0
+    stream = line_stream(args.json)
+
+    def log(text: str) -> None:  # "[i/N] name: ..." as each run starts; a progress line too when piped
+        print(text, file=sys.stderr)
+        if every:
+            done, _, rest = text[1:].partition("]")
+            emit(line("scale", {"run": done, "name": rest.strip().split(":")[0]}), stream)
+
+    rows = study.execute(runs, out, log=log, lines=(every, stream) if every else None)
     csv_path = study.write_csv(rows, out / "scaling.csv")
     good = study.usable(rows)
     data: dict = {"runs": rows, "csv": str(csv_path), "n_count": args.count}
