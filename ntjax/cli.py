@@ -29,6 +29,20 @@ class Result:
     exit_code: int = 0
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    """`--progress-every SECONDS`: plain `progress:` lines when stdout is not a terminal (0 switches them off)."""
+    parser.add_argument("--progress-every", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="when stdout is not a terminal, print a plain 'progress:' line this often and at "
+                             "every eval/checkpoint (default 30; 0 = off); with --json they go to stderr")
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
 

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import jax
 import numpy as np
@@ -32,7 +32,7 @@ from ntjax.diagnostics.nan_locate import localise_nonfinite
 from ntjax.diagnostics.tree_stats import named_leaves
 from ntjax.diagnostics.watch import Event, NoiseScale, Watch
 from ntjax.errors import NtjaxError
-from ntjax.viz.progress import ProgressBar
+from ntjax.viz.progress import LineProgress, ProgressBar
 
 
 @dataclasses.dataclass
@@ -76,7 +76,8 @@ class Trainer:
     """One run: set up from a config and a run folder, then `run()`."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None,
-                 progress: bool = True, callback: Callable | None = None, console: Any = None):
+                 progress: bool = True, callback: Callable | None = None, console: Any = None,
+                 lines: tuple[float, IO[str]] | None = None):
         self.out = Path(out_dir)
         checkpoint_dir = self.out / runfolder.CHECKPOINTS_DIR  # shared: every process writes its own shards
         if cfg.mesh and start_distributed() and jax.process_index() > 0:
@@ -84,6 +85,7 @@ class Trainer:
         check_writable(self.out)
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
+        self.lines_every, self.lines_stream = lines if lines else (0.0, None)
         resuming = Checkpoints.has_any(checkpoint_dir)
         base = runfolder.load_base_params(self.cfg) if self.cfg.init_from and not resuming else None
         self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg, base_params=base)
@@ -140,6 +142,8 @@ class Trainer:
         return batch if self.sharding is None else place_batch(batch, self.sharding)
 
     def _warn(self, message: str) -> None:
+        if getattr(self, "_lines", None) is not None:
+            self._lines.warn(message)
         if self.console is not None:
             self.console.print(f"[bold yellow]warning:[/] {message}")
         else:
@@ -190,6 +194,7 @@ class Trainer:
         if cfg.on_instability == "rollback" and self.ckpts.latest_step() is None:
             self.ckpts.save(start, self.state, self.meta)  # something to roll back to
         bar = ProgressBar(self.progress, cfg.steps, start, self.console)
+        self._lines = lines = LineProgress(self.lines_every, cfg.steps, start, self.lines_stream)
         pending: _Pending | None = None
         try:
             i = start
@@ -205,6 +210,7 @@ class Trainer:
                 for item in ([pending] if pending else []) + ([queued] if boundary else []):
                     last = self._record(item.step, item.metrics)
                     bar.update(last)
+                    lines.update(item.step, last)
                     action = self._judge(item, last)
                     if action != "continue":
                         break
@@ -223,12 +229,17 @@ class Trainer:
                     continue
                 if boundary:
                     ev = self._evaluate(step) if step % cfg.eval_every == 0 or step == cfg.steps else None
+                    if ev is not None:
+                        lines.eval(step, ev)
                     if step % cfg.ckpt_every == 0 or step == cfg.steps:
                         self.ckpts.save(step, self.state, self.meta, ev)
+                        if ev is None:
+                            lines.checkpoint()
                     self._clock = time.time()  # eval and saving are not training time
                 i += 1
         finally:
             bar.close()
+            lines.close()
             self.ckpts.close()
             self.logger.close()
         return self._result(last, diverged, time.time() - t0, start)
@@ -290,12 +301,16 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = None, progress: bool = True,
-          callback: Callable | None = None, console: Any = None, report: bool = True) -> TrainResult:
+          callback: Callable | None = None, console: Any = None, report: bool = True,
+          lines: tuple[float, IO[str]] | None = None) -> TrainResult:
     """Train `cfg` into `out_dir` (resuming from its latest checkpoint), then write plots and report.md.
 
     `on_eval(step, metrics)` is called after each evaluation (a sweep raises from it to prune a trial).
+    `progress` shows the rich bar; `lines=(every_s, stream)` writes plain `progress:` lines to `stream`
+    every `every_s` seconds and at each eval and checkpoint (for output nobody watches on a terminal).
     """
-    result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console).run()
+    result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console,
+                     lines=lines).run()
     if report:
         write_run_report(result)
     return result

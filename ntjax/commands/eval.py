@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
 
@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="your own eval command, run as an `ntjax run`; the eval/* metrics it logs are reported")
     p.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to wait for its first metrics")
     p.add_argument("--out", help="folder for the report and plots (default: the run folder)")
+    add_progress_flag(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -100,7 +101,7 @@ def run_eval(args: argparse.Namespace) -> Result:
         out["logged_delta"] = metrics["eval/loss"] - logged["eval/loss"]
         out["matches_logged"] = abs(out["logged_delta"]) <= 1e-5 * max(1.0, abs(logged["eval/loss"]))
     if args.compare:
-        out["comparison"] = compare_all(run_dir, data, args.tolerance, own_data)
+        out["comparison"] = compare_all(run_dir, data, args.tolerance, own_data, _progress(args))
         out["regressions"] += [{"kind": "checkpoint", **r} for r in out["comparison"]["regressions"]]
     if args.baseline:
         out["baseline"] = baseline_result(args.baseline, run, args.data, args.batches, metrics, args.tolerance)
@@ -121,17 +122,38 @@ def run_eval(args: argparse.Namespace) -> Result:
     return Result(data=out, human=lambda: print(report.read_text()))
 
 
-def compare_all(run_dir: Path, data, tolerance: float, own_data: bool) -> dict[str, Any]:
+def _progress(args: argparse.Namespace):
+    """A per-checkpoint hook printing `progress: eval ...` lines (every checkpoint is worth a line: each
+    takes seconds to minutes); None when not wanted."""
+    import time
+
+    from ntjax.viz.progress_lines import duration, emit, line, line_stream, wants_lines
+
+    if not wants_lines(args.progress_every):
+        return None
+    stream, t0 = line_stream(args.json), time.monotonic()
+
+    def report(done: int, total: int, step: int, loss: float) -> None:
+        elapsed = time.monotonic() - t0
+        emit(line("eval", {"checkpoint": f"{done}/{total}", "step": step, "eval_loss": f"{loss:.4f}",
+                           "elapsed": duration(elapsed), "eta": duration(elapsed / done * (total - done))}), stream)
+    return report
+
+
+def compare_all(run_dir: Path, data, tolerance: float, own_data: bool, progress=None) -> dict[str, Any]:
     """Every checkpoint of the run on the same data, with what the run logged, and the regressions."""
     from ntjax import evaluation as ev
     from ntjax.core.step import make_eval_step
 
     logged = ev.logged_evals(run_dir) if own_data else {}
     rows, step_fn = [], None
-    for ckpt in runfolder.iter_checkpoints(run_dir, runfolder.checkpoint_steps(run_dir)):
+    steps = runfolder.checkpoint_steps(run_dir)
+    for i, ckpt in enumerate(runfolder.iter_checkpoints(run_dir, steps)):
         step_fn = step_fn or make_eval_step(ckpt.graphdef, data.loss_fn)  # one compile for all checkpoints
         rows.append({"step": ckpt.step, "metrics": ev.evaluate_checkpoint(ckpt, data, step_fn),
                      "logged_loss": logged.get(ckpt.step, {}).get("eval/loss")})
+        if progress is not None:
+            progress(i + 1, len(steps), ckpt.step, rows[-1]["metrics"]["eval/loss"])
     return {"rows": rows, "regressions": ev.regressions(rows, tolerance=tolerance),
             "logged_curve": sorted((s, m["eval/loss"]) for s, m in logged.items() if "eval/loss" in m)}
 

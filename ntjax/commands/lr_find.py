@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.diagnostics.lr_range import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
 
 DEFAULT_MIN_LR = 1e-6  # below this AdamW barely moves a transformer: steps spent there are wasted
@@ -42,12 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop when the smoothed loss exceeds this multiple of its minimum (default 4)")
     p.add_argument("--beta", type=float, help="EMA factor (default: averages ~5%% of the steps)")
     p.add_argument("--out", help="folder for the plot and lr_find.json (default runs/lr-find)")
+    add_progress_flag(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def range_test_from_state(cfg, graphdef, state, task, lrs, *, data_start: int = 0, beta: float | None = None,
-                          stop_factor: float = DEFAULT_STOP_FACTOR):
+                          stop_factor: float = DEFAULT_STOP_FACTOR, report=None):
     """Run the range test on a copy of `state` (a TrainState): the caller's state is neither changed nor
     donated. The optimizer is the run's own (same clipping, decay and state) with the LR replaced by the
     exponential ramp, counted from the state's current step."""
@@ -71,7 +72,10 @@ def range_test_from_state(cfg, graphdef, state, task, lrs, *, data_start: int = 
 
     def step(i: int, lr: float) -> float:
         work[0], metrics = step_fn(work[0], task.train_batch(data_start + i))
-        return float(metrics["train/loss"])
+        loss = float(metrics["train/loss"])
+        if report is not None:
+            report(i, lr, loss)
+        return loss
 
     return run_range_test(step, lrs, beta=beta, stop_factor=stop_factor)
 
@@ -99,6 +103,25 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
     return cfg, graphdef, state, task, 0, f"a fresh init of preset {cfg.preset}"
 
 
+def _progress(args: argparse.Namespace, total: int):
+    """A per-step hook printing `progress: lr-find ...` lines on the cadence (None when not wanted)."""
+    import time
+
+    from ntjax.viz.progress_lines import Cadence, duration, emit, line, line_stream, wants_lines
+
+    if not wants_lines(args.progress_every):
+        return None
+    cadence, stream, t0 = Cadence(args.progress_every), line_stream(args.json), time.monotonic()
+
+    def report(i: int, lr: float, loss: float) -> None:
+        if cadence.due():
+            elapsed = time.monotonic() - t0
+            eta = elapsed / (i + 1) * (total - i - 1)
+            emit(line("lr-find", {"step": f"{i + 1}/{total}", "lr": f"{lr:.2e}", "loss": f"{loss:.4f}",
+                                  "elapsed": duration(elapsed), "eta": duration(eta)}), stream)
+    return report
+
+
 def run(args: argparse.Namespace) -> Result:
 
     from ntjax.diagnostics import lr_range as lr_find
@@ -119,7 +142,7 @@ def run(args: argparse.Namespace) -> Result:
     cfg, graphdef, state, task, start, source = _load(args)
     lrs = lr_find.exponential_lrs(args.min_lr, args.max_lr, args.steps)
     test = range_test_from_state(cfg, graphdef, state, task, lrs, data_start=start, beta=args.beta,
-                                 stop_factor=args.stop_factor)
+                                 stop_factor=args.stop_factor, report=_progress(args, len(lrs)))
     try:
         sug = lr_find.suggest(test)
     except ValueError as e:

@@ -65,9 +65,46 @@ def run(args: argparse.Namespace) -> Result:
         return Result(data={"wandb": link}, human=link["message"])
     if args.png:
         return _png(args, path)
+    if path.is_dir() and (path / SWEEP_DB).is_file() and (args.once or args.json or not _fancy(args)):
+        return _sweep_table(path)
     if args.once or args.json or not _fancy(args):
         return _once_or_stream(args, path)
     return _live(args, path)
+
+
+SWEEP_DB = "study.db"  # ntjax.sweep.study.DB_FILE (not imported: it would import optuna for every monitor)
+
+
+def _sweep_table(path: Path) -> Result:
+    """A sweep folder: one row per trial (number, state, value, params, steps logged so far)."""
+    import optuna
+
+    from ntjax.monitor.panels import sweep_rows
+    from ntjax.readers import ReadError, read_run
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{(path / SWEEP_DB).absolute()}"
+    trials = []
+    for name in optuna.study.get_all_study_names(storage):
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+            if t.user_attrs.get("skipped"):
+                continue
+            log = path / f"trial_{t.number:04d}" / runfolder.METRICS_FILE
+            steps = None
+            if log.is_file():
+                try:
+                    table = read_run(log)
+                    steps = max((int(s.step[-1]) for s in table.series.values() if len(s)), default=None)
+                except ReadError:
+                    steps = None
+            trials.append({"number": t.number, "state": t.state.name, "value": t.value,
+                           "params": dict(t.params), "steps": steps})
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    summary = ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())) or "no trials yet"
+    return Result(data={"source": str(path), "format": "ntjax-sweep", "trials": trials, "counts": counts},
+                  human=f"sweep {path}: {summary}\n" + sweep_rows(trials))
 
 
 def _result(table, st, png: str | None = None) -> Result:

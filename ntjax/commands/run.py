@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="on a non-finite loss: stop the job, or warn and let it go on (default)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--quiet", action="store_true", help="do not echo the command's output (still in console.log)")
+    add_progress_flag(p)
     add_json_flag(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the training command")
     p.set_defaults(run=run)
@@ -101,8 +102,27 @@ def run(args: argparse.Namespace) -> Result:
             raise NtjaxError("cancelled at the confirmation prompt (pass --yes to skip it)")
     write_run_file(out, argv)
     echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    outcome = launch_and_report(argv, out, grace, args.on_instability, echo)
+    outcome = launch_and_report(argv, out, grace, args.on_instability, echo, **_progress_hooks(args))
     return result_of(outcome, out, argv)
+
+
+def _progress_hooks(args: argparse.Namespace) -> dict:
+    """Off a terminal: `progress: train ...` lines from the growing logs (every --progress-every seconds
+    and at each eval), with warnings in the same stream the moment the watcher raises them."""
+    from ntjax.viz.progress import LineProgress
+    from ntjax.viz.progress_lines import line_stream, wants_lines
+
+    if not wants_lines(args.progress_every):
+        return {}
+    stream = line_stream(args.json)
+    lines = LineProgress(args.progress_every, 0, 0, stream)
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        if stream is not sys.stderr:
+            lines.warn(message)
+
+    return {"on_train": lines.update, "on_eval": lines.eval, "warn": warn}
 
 
 def result_of(outcome, out: Path, argv: list[str]) -> Result:

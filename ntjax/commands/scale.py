@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.errors import NtjaxError
 from ntjax.core import runfolder as rf
 
@@ -82,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --command: parameters per width, when the runs' config.json does not report it")
     r.add_argument("--metric", default="eval/loss", help="with --command: the loss to fit (default eval/loss)")
     r.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to the first metrics")
+    add_progress_flag(r)
     add_json_flag(r)
     r.set_defaults(run=run_study)
 
@@ -121,6 +122,7 @@ def run_study(args: argparse.Namespace) -> Result:
 
     from ntjax.core.config import preset
     from ntjax.scaling import study
+    from ntjax.viz.progress_lines import emit, line, line_stream, wants_lines
 
     if args.user_command:
         return _fit_rows(_command_rows(args), Path(args.out), args)
@@ -142,7 +144,16 @@ def run_study(args: argparse.Namespace) -> Result:
             f"{p['name']:<18} {p['group']:<10} N={p['N']:>9,} D={p['D']:>11,} C={p['flops']:.3g} lr={p['lr']:.3g}"
             for p in plan))
     out = Path(args.out)
-    rows = study.execute(runs, out, log=lambda s: print(s, file=sys.stderr))
+    every = args.progress_every if wants_lines(args.progress_every) else 0.0
+    stream = line_stream(args.json)
+
+    def log(text: str) -> None:  # "[i/N] name: ..." as each run starts; a progress line too when piped
+        print(text, file=sys.stderr)
+        if every:
+            done, _, rest = text[1:].partition("]")
+            emit(line("scale", {"run": done, "name": rest.strip().split(":")[0]}), stream)
+
+    rows = study.execute(runs, out, log=log, lines=(every, stream) if every else None)
     return _fit_rows(rows, out, args)
 
 

@@ -19,12 +19,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import math
 import dataclasses
 import json
 import time
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.core import runfolder as rf
 
 DEFAULT_MAX_RUNS = 8
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--heartbeat", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    add_progress_flag(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -157,6 +159,51 @@ def sensitivity_of(study, recipe) -> dict | None:
     return lr_sensitivity(lrs, [by_lr[x] for x in lrs], init_loss(recipe.base_config())).to_dict()
 
 
+def _study_exists(storage: str, name: str) -> bool:
+    """Whether the sweep has created its study yet, checked without writing (read-only SQLite); other
+    databases are shared and set up once, so they are taken as ready."""
+    import sqlite3
+
+    prefix = "sqlite:///"
+    if not storage.startswith(prefix):
+        return True
+    path = Path(storage[len(prefix):])
+    if not path.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            return con.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchone() is not None
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def sweep_progress(storage: str, name: str, max_runs: int, started: float, max_time: float | None) -> str:
+    """The sweep's `progress:` line, read from its storage (its own connection: this runs on the ticker)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ntjax.viz.progress_lines import sweep_line
+
+    elapsed = time.time() - started
+    if not _study_exists(storage, name):  # opening it now would race the sweep's own storage set-up
+        return sweep_line({}, max_runs, None, elapsed, (max_time - elapsed) if max_time else None)
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("skipped")]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    best = None
+    if done:
+        pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+        top = pick(done, key=lambda t: t.value)
+        best = (float(top.value), top.number)
+    return sweep_line(counts, max_runs, best, elapsed, (max_time - elapsed) if max_time else None)
+
+
 def run(args: argparse.Namespace) -> Result:
     from rich.console import Console
 
@@ -164,6 +211,7 @@ def run(args: argparse.Namespace) -> Result:
     from ntjax.sweep import results, space
     from ntjax.sweep.runner import run_sweep
     from ntjax.sweep.study import default_storage
+    from ntjax.viz.progress_lines import Ticker, emit, line_stream, wants_lines
 
     out = Path(args.out)
     if args.workers < 1 or (args.max_runs is not None and args.max_runs < 1):
@@ -183,9 +231,23 @@ def run(args: argparse.Namespace) -> Result:
     console.print(f"[bold]ntjax sweep[/] → {out}: {plan_line(stored_recipe, max_runs)}, {args.workers} worker(s), "
                   f"storage {storage}")
     started = time.time()
-    study, recipe, lost = run_sweep(recipe, out, storage, name, max_runs=max_runs, max_time=args.max_time,
-                                    workers=args.workers, heartbeat_s=args.heartbeat,
-                                    say=lambda s: console.print(s, highlight=False, markup=False))
+    every = args.progress_every if wants_lines(args.progress_every) else 0.0
+    stream = line_stream(args.json)
+
+    def report() -> None:
+        emit(sweep_progress(storage, name, max_runs, started, args.max_time), stream)
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, markup=False)
+        if every and text.startswith("trial "):  # a trial finished: report at once, not only on the cadence
+            report()
+
+    ticker = Ticker(every, report)
+    try:
+        study, recipe, lost = run_sweep(recipe, out, storage, name, max_runs=max_runs, max_time=args.max_time,
+                                        workers=args.workers, heartbeat_s=args.heartbeat, say=say)
+    finally:
+        ticker.stop()
     data = results.summary(study, recipe.metric)
     data.update({"out_dir": str(out), "storage": storage, "study_name": name, "strategy": recipe.strategy,
                  "lost_trials": lost, "wall_s": time.time() - started})

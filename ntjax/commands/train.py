@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag
 from ntjax.core import runfolder as rf
 
 # CLI flag -> TrainConfig field, for the flags that override a config field one to one.
@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-targets", help="comma list of attn,mlp (or layer names such as qkv, fc)")
     p.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar and no progress lines")
+    add_progress_flag(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> Result:
 
     from ntjax.errors import NtjaxError
     from ntjax.trainer import train
+    from ntjax.viz.progress_lines import line_stream, wants_lines
 
     cfg, out, resuming = build_config(args)
     console = Console(stderr=True)
@@ -120,7 +122,10 @@ def run(args: argparse.Namespace) -> Result:
         answer = input("Start training? [Y/n] ").strip().lower()
         if answer not in ("", "y", "yes"):
             raise NtjaxError("cancelled at the confirmation prompt (pass --yes to skip it)")
-    result = train(cfg, out, progress=not (args.no_progress or args.json), console=console)
+    every = 0.0 if args.no_progress else args.progress_every
+    lines = (every, line_stream(args.json)) if wants_lines(every) else None
+    result = train(cfg, out, progress=not (args.no_progress or args.json) and console.is_terminal, console=console,
+                   lines=lines)
     from ntjax.core.device_info import device_summary, summary_line
     device = device_summary(out / rf.METRICS_FILE)
     console.print(summary_line(device))

@@ -199,3 +199,14 @@ def rich_frame(table: RunTable, st: Status, width: int = 120, height: int = 16) 
     style = "red" if st.warnings else ("green" if st.finished else "cyan")
     return Group(Text.from_ansi(charts(table, width, height)),
                  Panel("\n".join(status_lines(st)), title="ntjax monitor", border_style=style))
+
+
+def sweep_rows(trials: list[dict[str, Any]]) -> str:
+    """The `monitor --once` table of a sweep folder: one line per trial, in trial order."""
+    names = sorted({k for t in trials for k in t["params"]})
+    head = ["#", "state", "value", *names, "steps"]
+    rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+             *[f"{t['params'][n]:.3g}" if isinstance(t["params"].get(n), float) else str(t["params"].get(n, ""))
+               for n in names], "" if t["steps"] is None else str(t["steps"])] for t in trials]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head, *rows])

@@ -97,8 +97,9 @@ def _final_eval_loss(result) -> float:
 
 
 def execute(runs: Sequence[StudyRun], out_dir: Path, *, train_fn: Callable | None = None,
-            log: Callable[[str], None] = lambda s: None) -> list[dict]:
-    """Train each run into out_dir/<name> (a finished run's recorded row is reused) and return the rows."""
+            log: Callable[[str], None] = lambda s: None, lines: tuple | None = None) -> list[dict]:
+    """Train each run into out_dir/<name> (a finished run's recorded row is reused) and return the rows.
+    `lines=(every_s, stream)` gives each run plain progress lines (see `ntjax.trainer.train`)."""
     if train_fn is None:
         from ntjax.trainer import train as train_fn
     rows = []
@@ -110,7 +111,7 @@ def execute(runs: Sequence[StudyRun], out_dir: Path, *, train_fn: Callable | Non
             continue
         log(f"[{i + 1}/{len(runs)}] {run.name}: N={run.n_params:,} D={run.n_tokens:,} C={run.flops:.3g} "
             f"lr={run.cfg.lr:.3g} warmup={run.cfg.warmup}")
-        result = train_fn(run.cfg, folder, progress=False)
+        result = train_fn(run.cfg, folder, progress=False, **({"lines": lines} if lines else {}))
         row = {"name": run.name, "group": run.group, "N": run.n_params, "N_total": run.cfg.model.n_params(),
                "D": run.n_tokens, "flops": run.flops, "loss": _final_eval_loss(result),
                "d_model": run.cfg.model.d_model, "n_layers": run.cfg.model.n_layers, "steps": run.cfg.steps,
