@@ -9,7 +9,7 @@ EXTRAS ?= cli,torch,test,tensorflow,callbacks
 CONSTRAINTS := constraints.txt
 PIP_FLAGS ?= --quiet
 
-.PHONY: train test install clean-venv bench check-plugin claude-cli
+.PHONY: train test check install clean-venv bench check-plugin claude-cli
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,8 +24,14 @@ train: $(STAMP)
 	$(BIN)/ntjax train --yes --out runs/default
 	$(BIN)/ntjax debug runs/default
 
-## The test suite (what CI runs).
-test: $(STAMP) claude-cli
+## Lint, types and the architecture contract (layers in pyproject.toml; cycles in tests/test_architecture.py).
+check: $(STAMP)
+	$(BIN)/ruff check ntjax bridges tests benchmarks examples
+	$(BIN)/lint-imports
+	$(BIN)/pyright --pythonpath $(BIN)/python
+
+## The test suite (what CI runs): the checks above, then pytest.
+test: $(STAMP) claude-cli check
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
