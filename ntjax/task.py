@@ -10,6 +10,10 @@ and optionally
     loss_fn(model, batch) -> (loss, {"accuracy": ..., ...})  # default: next-token cross-entropy on
                                                             # [B, T+1] token batches
     TOKENS_PER_STEP = int                                   # enables tokens/s in the logs
+    MUP_ROLES = {regex: role}                               # --parametrization mup: input | hidden |
+                                                            # output | vector by parameter path; the
+                                                            # width is cfg.model.d_model (ntjax.mup)
+    MUP_HIDDEN_INIT = "constant" | "fan_in"                 # how the spec's hidden init scales
 See examples/custom_spec.py.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ from flax import nnx
 
 from ntjax.config import TrainConfig
 from ntjax.data import make_data, unigram_entropy
+from ntjax import mup
 from ntjax.errors import NtjaxError
 from ntjax.model import GPT
 from ntjax.step import LossFn, lm_loss
@@ -55,7 +60,8 @@ def default_task(cfg: TrainConfig) -> Task:
         return lm_loss(model, batch, probes, cfg.z_loss)
 
     micro = cfg.micro_batch_size or cfg.batch_size
-    return Task(model=GPT(cfg.model, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
+    model = mup.apply_init(GPT(cfg.model, nnx.Rngs(cfg.seed), mup.widths_of(cfg)), cfg)
+    return Task(model=model, loss_fn=loss_fn,
                 train_batch=lambda i: data.train_batch(i, cfg.batch_size),
                 eval_batches=data.eval_batches(cfg.eval_batches, micro), data_info=info,
                 tokens_per_step=cfg.tokens_per_step)
@@ -93,7 +99,7 @@ def spec_task(cfg: TrainConfig) -> Task:
     eval_batches = list(module.eval_batches(cfg))
     if not eval_batches:
         raise NtjaxError(f"spec {cfg.spec}: eval_batches() returned nothing; a run needs a held-out set")
-    return Task(model=module.build_model(cfg, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
+    return Task(model=mup.apply_init(module.build_model(cfg, nnx.Rngs(cfg.seed)), cfg), loss_fn=loss_fn,
                 train_batch=lambda i: np.asarray(module.train_batch(cfg, i)), eval_batches=eval_batches,
                 data_info={"source": f"spec {cfg.spec}", "eval_batches": len(eval_batches)},
                 tokens_per_step=getattr(module, "TOKENS_PER_STEP", None))
