@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from ntjax.errors import NtjaxError
 
-COMMANDS = ("train", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect")
+COMMANDS = ("train", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect", "mup")
 
 
 @dataclasses.dataclass

@@ -242,7 +242,7 @@ def apply_init(model: nnx.Module, cfg: Any) -> nnx.Module:
 def role_table(params: Any, spec: MupSpec) -> list[dict[str, Any]]:
     """One row per parameter: name, shape, role, init and LR multipliers (for `ntjax mup check` and docs)."""
     rows = []
-    names = [path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    names = [path_name(p).removesuffix(".value") for p, _ in jax.tree_util.tree_leaves_with_path(params)]
     leaves = jax.tree.leaves(params)
     for name, leaf, role, lr, init in zip(names, leaves, jax.tree.leaves(roles(params, spec.rules)),
                                           jax.tree.leaves(lr_multipliers(params, spec)),
