@@ -202,10 +202,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def resolve(cfg: TrainConfig, memory_bytes: float = 4 * 2**30) -> TrainConfig:
-    """Validate, then fill the derived fields: peak LR, warmup and micro-batch."""
+    """Validate, then fill the derived fields: peak LR (under μP: the base width's), warmup and micro-batch."""
     validate(cfg)
     n = cfg.model.n_params(embedding=False)
-    lr = cfg.lr if cfg.lr is not None else smart_lr(n)
+    # Under μP the LR is width-free: the smart LR belongs to the base width, where it would be tuned.
+    n_lr = n if cfg.parametrization != "mup" or not cfg.base_width else \
+        dataclasses.replace(cfg.model, d_model=cfg.base_width).n_params(embedding=False)
+    lr = cfg.lr if cfg.lr is not None else smart_lr(n_lr)
     warmup = cfg.warmup if cfg.warmup is not None else smart_warmup(n, cfg.steps, cfg.b2)
     micro = cfg.micro_batch_size or micro_batch_that_fits(cfg, memory_bytes)
     return validate(dataclasses.replace(cfg, lr=lr, warmup=warmup, micro_batch_size=micro))

@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bootstrap", type=int, default=200, metavar="B")
     r.add_argument("--budget", type=_floats, metavar="C[,C...]", help="budgets to extrapolate the allocation to")
     r.add_argument("--dry-run", action="store_true", help="print the designed runs without training")
+    r.add_argument("--parametrization", choices=["sp", "mup"], default="sp",
+                   help="mup: every width keeps the preset's heads and one peak LR (μP transfers it), so the "
+                        "sizes need no re-tuning")
+    r.add_argument("--base-width", type=int, help="μP: the width --lr was tuned at (default: the preset's d_model)")
+    r.add_argument("--lr", type=float, help="μP: the peak LR tuned at the base width (default: the smart LR there)")
     add_json_flag(r)
     r.set_defaults(run=run_study)
 
@@ -109,6 +114,10 @@ def run_study(args: argparse.Namespace) -> Result:
     base = preset(args.preset)
     if args.steps:
         base = dataclasses.replace(base, steps=args.steps)
+    if args.parametrization == "mup":
+        base = dataclasses.replace(base, parametrization="mup", base_width=args.base_width, lr=args.lr)
+    elif args.lr is not None or args.base_width is not None:
+        raise NtjaxError("--lr and --base-width apply to --parametrization mup (SP runs take the smart LR per size)")
     if args.axis:
         if not args.values:
             raise NtjaxError("--axis needs --values (d_model values or step counts)")
