@@ -175,7 +175,7 @@ def roles(params: Any, rules: Rules = GPT_RULES) -> Any:
     missing: list[str] = []
 
     def one(path: tuple, leaf: Any) -> str:
-        name = path_name(path)
+        name = path_name(path).removesuffix(".value")  # nnx Variables flatten to their `.value`
         role = role_of(name, getattr(leaf, "ndim", 0), rules)
         if role is None:
             missing.append(name)
