@@ -24,19 +24,20 @@ Choices, and why:
   1/m: it vanishes as 1/√n — the μP output at init.
 - An untied output layer (a `--spec` model's readout) is handled in the multiplier-free form of the
   same rule (Table 3's 1/fan_in² init, η/fan_in LR), so specs need no forward change: scaling a weight
-  by 1/m with its Adam LR by 1/m is the forward multiplier 1/m exactly (Adam is scale-invariant in the
-  gradient; decoupled weight decay scales with the LR).
-- Attention 1/d_head (Section 4 / Appendix of TP5): the base head size is d_head0 = base_width //
-  n_heads, so μP widening keeps the number of heads and grows d_head. `ntjax scale run` with μP keeps
-  the preset's heads for this reason.
+  by 1/m with its Adam LR by 1/m is the forward multiplier 1/m exactly (Adam's step does not depend on
+  the gradient's scale, up to eps; decoupled weight decay scales with the LR).
+- Attention 1/d_head (TP5's rule for Transformers; the `mup` package's attn_mult / d_head): the base
+  head size is d_head0 = base_width // n_heads, so μP widening keeps the number of heads and grows
+  d_head. `ntjax scale run` with μP keeps the preset's heads for this reason.
 - The LR multipliers are an optax transformation (`scale_updates`) chained after the optimizer, so any
   optax optimizer composes with them; the rules above are Adam's, and hold for sign/Adam-like updates
   (adam, adamw, lion). SGD (different exponents), Adafactor (relative steps) and Muon (spectral updates,
   already width-aware) are refused.
 
-What does not transfer (Yang et al. 2022 §6 and Table 1; Everett et al. 2024; Lingle 2024):
-- regularisation (weight decay, dropout) tuned at one data scale; batch size; training length and the
-  schedule (the optimum LR moves with steps and tokens, so tune at the target horizon, not width);
+What does not transfer (Yang et al. 2022, Table 1; Everett et al. 2024):
+- regularisation (weight decay, dropout); batch size; training length (the optimum LR moves with the
+  number of steps and tokens: tune at the target horizon). The schedule's shape and Adam's betas do
+  transfer (TP5, Table 1);
 - depth: no depth-μP residual scaling (Yang et al. 2023 "Tensor Programs VI", Bordelon et al. 2023) is
   implemented here — sweep at the target depth; transfer is across width only;
 - global-norm gradient clipping at a fixed threshold is not width-invariant (the global norm grows with

@@ -94,6 +94,8 @@ def build_recipe(args: argparse.Namespace, out: Path):
                                  "parametrization": args.parametrization, "base_width": args.base_width}.items()
                if v is not None}
     cfg = space.apply_params(dataclasses.replace(cfg, **changes), space.parse_sets(args.set))
+    if cfg.parametrization == "mup" and cfg.base_width is None:  # record it: the width the LR is tuned at
+        cfg = dataclasses.replace(cfg, base_width=cfg.model.d_model)
     cfg = dataclasses.replace(cfg, log=("jsonl",), ckpt_every=min(cfg.ckpt_every, cfg.steps),
                               eval_every=min(cfg.eval_every, cfg.steps))
     base = json.loads(json.dumps(config_lib.to_dict(cfg)))
