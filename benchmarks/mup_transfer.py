@@ -6,9 +6,9 @@ ntjax's GPT (1 block, 2 heads fixed, byte-level, seq 32, batch 8) at widths 32 â
 fixed number of AdamW steps (300) (cosine schedule, 10% warmup, no weight decay, no gradient clipping) at every
 LR of a factor-2 grid, under SP and under Î¼P with base width = the narrowest width. All LRs of one width
 train at once (`jax.vmap` over the LR, one compilation per width and parametrization). The score is the
-final held-out loss (16 batches); a diverged run scores +inf. One block: with two, the loss at a few
-hundred steps depends on when the model leaves the early plateau (induction heads), which makes the
-loss-vs-LR curve jagged at CPU budgets and the argmin a coin toss. Fields:
+final held-out loss (16 batches); a diverged run scores +inf. One block and 300 steps: a first run with two
+blocks and 150 steps left the models near the unigram plateau, with jagged loss-vs-LR curves whose
+argmin was noise (benchmarks/RESULTS.md). Fields:
 
   sp_best_lr, mup_best_lr   the grid's best LR at each width (lists in the order of `widths`)
   lr_grid_step              the log10 spacing of the grid (log10 2 = 0.301: one step = a factor of 2)
