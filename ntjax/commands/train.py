@@ -93,6 +93,7 @@ def summary_table(cfg, out: Path, resuming: bool):
 
     t = Table(title=f"ntjax train → {out}" + ("  (resuming)" if resuming else ""), show_header=False)
     m = cfg.model
+    base_width = cfg.base_width or m.d_model
     rows = [("model", f"GPT d={m.d_model} L={m.n_layers} H={m.n_heads} T={m.seq_len} "
                       f"({m.n_params():,} params, {m.n_params(False):,} non-embedding)" if not cfg.spec else cfg.spec),
             ("data", cfg.data or "embedded corpus (CPython pydoc topics), bytes"),
@@ -103,7 +104,7 @@ def summary_table(cfg, out: Path, resuming: bool):
             ("optimizer", f"{cfg.optimizer} lr {cfg.lr:.3g} ({cfg.schedule}, warmup {cfg.warmup}), betas "
                           f"({cfg.b1}, {cfg.b2}), wd {cfg.weight_decay}, clip {cfg.clip_norm}"),
             ("parametrization", "SP" if cfg.parametrization == "sp" else
-             f"μP, base width {cfg.base_width or m.d_model} (width multiplier {m.d_model / (cfg.base_width or m.d_model):g})"),
+             f"μP, base width {base_width} (width multiplier {m.d_model / base_width:g})"),
             ("logging", ", ".join(cfg.log) + f"; probes every {cfg.probe_every} steps"),
             ("checkpoints", f"every {cfg.ckpt_every} steps, keep last {cfg.keep_ckpts} + best"),
             ("on instability", cfg.on_instability)]
