@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 from ntjax.errors import NtjaxError
 
-COMMANDS = ("train", "run", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect")
+COMMANDS = ("train", "run", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect",
+            "mup")
 
 
 @dataclasses.dataclass

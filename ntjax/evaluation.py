@@ -100,7 +100,8 @@ def text_batches(cfg: TrainConfig, text: str | None, n_batches: int | None = Non
 
 def eval_data(cfg: TrainConfig, data: str | None = None, n_batches: int | None = None) -> EvalData:
     """The run's own eval split (exactly what the trainer evaluated on), or the held-out tail of `data`."""
-    from ntjax.core.task import build_task, load_spec
+    from ntjax.core.spec import load_spec
+    from ntjax.core.task import build_task
 
     task = build_task(cfg)
     spec = load_spec(cfg.spec) if cfg.spec else None

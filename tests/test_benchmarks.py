@@ -125,3 +125,21 @@ def test_torch_monitor_overhead_reports_ratios_and_host_bytes():
     # An unsampled step copies one float32 per parameter tensor and the loss, never the tensors.
     assert out["host_bytes_per_step"] == 4 * (out["n_tensors"] + 1)
     assert out["param_bytes"] == 4 * out["model_parameters"] > 100 * out["host_bytes_per_step"]
+def test_mup_transfer_reports_best_lrs_and_coordinate_ratios():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "mup_transfer.py"), "--quick", "--json"],
+                          capture_output=True, text=True, env=env, timeout=900)  # compiles 12 small programs
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    widths, grid = out["widths"], out["lr_grid"]
+    assert out["lr_grid_step"] == pytest.approx(math.log10(grid[1] / grid[0]))
+    for p in ("sp", "mup"):
+        assert len(out[f"{p}_best_lr"]) == len(widths) and set(out[f"{p}_best_lr"]) <= set(grid)
+        losses = out["losses"][p]
+        assert all(positive(x) for w in widths for x in losses[str(w)])
+        assert [grid[min(range(len(grid)), key=losses[str(w)].__getitem__)] for w in widths] == out[f"{p}_best_lr"]
+    # μP at the base width is SP: identical losses there; wider, they differ
+    assert out["losses"]["sp"][str(widths[0])] == out["losses"]["mup"][str(widths[0])]
+    assert out["losses"]["sp"][str(widths[1])] != out["losses"]["mup"][str(widths[1])]
+    assert positive(out["sp_coord_ratio"]) and positive(out["mup_coord_ratio"])
+    assert out["sp_coord_ratio"] > out["mup_coord_ratio"]

@@ -291,7 +291,7 @@ def test_skill_loads_and_its_first_command_runs(skill, tmp_path, stuck_run, fixt
         "prompt": f"Use the {skill} skill.",
         "expect_skills_listed": [skill],
         "turns": [
-            {"skill": skill, "args": "", "expect": {"is_error": False, "contains": [f"Base directory for this skill",
+            {"skill": skill, "args": "", "expect": {"is_error": False, "contains": ["Base directory for this skill",
                                                                                     f"{ROOT}/scripts/ntjax"]}},
             {"bash_from_last_result": {"source": "fenced", "index": 0, "replace": replace},
              "description": f"{skill}: first command", "timeout_ms": 300000, "expect": {"is_error": False}},

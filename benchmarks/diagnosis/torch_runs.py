@@ -276,7 +276,6 @@ def train(spec: RunSpec, out: Path, config_extra: dict[str, Any] | None = None) 
     from ntjax.bridges.torch import TorchMonitor
 
     torch.set_num_threads(1)
-    rng = np.random.default_rng(spec.seed)
     model = build(spec)
     opt = make_optimizer(spec, model)
     is_lm = spec.family in ("transformer", "lstm")

@@ -83,6 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--metric", default="eval/loss", help="with --command: the loss to fit (default eval/loss)")
     r.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to the first metrics")
     add_progress_flag(r)
+    r.add_argument("--parametrization", choices=["sp", "mup"], default="sp",
+                   help="mup: every width keeps the preset's heads and one peak LR (μP transfers it), so the "
+                        "sizes need no re-tuning")
+    r.add_argument("--base-width", type=int, help="μP: the width --lr was tuned at (default: the preset's d_model)")
+    r.add_argument("--lr", type=float, help="μP: the peak LR tuned at the base width (default: the smart LR there)")
     add_json_flag(r)
     r.set_defaults(run=run_study)
 
@@ -129,6 +134,10 @@ def run_study(args: argparse.Namespace) -> Result:
     base = preset(args.preset)
     if args.steps:
         base = dataclasses.replace(base, steps=args.steps)
+    if args.parametrization == "mup":
+        base = dataclasses.replace(base, parametrization="mup", base_width=args.base_width, lr=args.lr)
+    elif args.lr is not None or args.base_width is not None:
+        raise NtjaxError("--lr and --base-width apply to --parametrization mup (SP runs take the smart LR per size)")
     if args.axis:
         if not args.values:
             raise NtjaxError("--axis needs --values (d_model values or step counts)")

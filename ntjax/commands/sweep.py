@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", help="a Python spec file (model, loss, data) as for `ntjax train`")
     p.add_argument("--steps", type=int, help="optimizer steps per trial (default: the preset's)")
     p.add_argument("--eval-every", type=int, help="steps between evals (what the pruner sees)")
+    p.add_argument("--parametrization", choices=["sp", "mup"],
+                   help="mup: sweep a small μP model, then train wide with the same LR (ntjax mup --help)")
+    p.add_argument("--base-width", type=int, help="μP base width (default: the swept model's d_model)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a fixed override for every trial, e.g. --set qk_norm=true --set warmup=0")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
@@ -111,9 +114,12 @@ def build_recipe(args: argparse.Namespace, out: Path):
                                       prune_startup=args.prune_startup, seed=args.seed, command=args.user_command,
                                       goal=direction, grace=args.grace))
     cfg = config_lib.preset(args.preset or "default")
-    changes = {k: v for k, v in {"steps": args.steps, "spec": args.spec, "eval_every": args.eval_every}.items()
+    changes = {k: v for k, v in {"steps": args.steps, "spec": args.spec, "eval_every": args.eval_every,
+                                 "parametrization": args.parametrization, "base_width": args.base_width}.items()
                if v is not None}
     cfg = space.apply_params(dataclasses.replace(cfg, **changes), space.parse_sets(args.set))
+    if cfg.parametrization == "mup" and cfg.base_width is None:  # record it: the width the LR is tuned at
+        cfg = dataclasses.replace(cfg, base_width=cfg.model.d_model)
     cfg = dataclasses.replace(cfg, log=("jsonl",), ckpt_every=min(cfg.ckpt_every, cfg.steps),
                               eval_every=min(cfg.eval_every, cfg.steps))
     base = json.loads(json.dumps(config_lib.to_dict(cfg)))

@@ -16,7 +16,7 @@ OVERRIDES = {"steps": "steps", "lr": "lr", "batch_size": "batch_size", "micro_ba
              "seed": "seed", "optimizer": "optimizer", "weight_decay": "weight_decay", "clip_norm": "clip_norm",
              "z_loss": "z_loss", "spec": "spec", "data": "data", "on_instability": "on_instability",
              "init_from": "init_from", "lora_rank": "lora_rank", "mesh": "mesh", "probe_every": "probe_every",
-             "min_lr_ratio": "min_lr_ratio"}
+             "min_lr_ratio": "min_lr_ratio", "parametrization": "parametrization", "base_width": "base_width"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-norm", type=float, help="global-norm gradient clipping (0 disables)")
     p.add_argument("--z-loss", type=float, help="z-loss weight (PaLM used 1e-4)")
     p.add_argument("--qk-norm", action="store_true", help="LayerNorm on queries and keys")
+    p.add_argument("--d-model", type=int, help="model width (default: the preset's)")
+    p.add_argument("--parametrization", choices=["sp", "mup"],
+                   help="sp (standard, default) or mup: μP init, per-tensor LR and output multipliers, so an LR "
+                        "tuned at --base-width holds at this width (ntjax mup --help)")
+    p.add_argument("--base-width", type=int, help="μP: the width the LR was tuned at (default: d_model)")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--ckpt-every", type=int)
     p.add_argument("--probe-every", type=int, help="steps between the expensive probes (activations, attention)")
@@ -80,6 +85,8 @@ def build_config(args: argparse.Namespace):
         changes["lora_targets"] = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
     if args.qk_norm:
         changes["model"] = dataclasses.replace(cfg.model, qk_norm=True)
+    if args.d_model is not None:
+        changes["model"] = dataclasses.replace(changes.get("model", cfg.model), d_model=args.d_model)
     return config_lib.resolve(dataclasses.replace(cfg, **changes)), out, resuming
 
 
@@ -88,6 +95,7 @@ def summary_table(cfg, out: Path, resuming: bool):
 
     t = Table(title=f"ntjax train → {out}" + ("  (resuming)" if resuming else ""), show_header=False)
     m = cfg.model
+    base_width = cfg.base_width or m.d_model
     rows = [("model", f"GPT d={m.d_model} L={m.n_layers} H={m.n_heads} T={m.seq_len} "
                       f"({m.n_params():,} params, {m.n_params(False):,} non-embedding)" if not cfg.spec else cfg.spec),
             ("data", cfg.data or "embedded corpus (CPython pydoc topics), bytes"),
@@ -97,6 +105,8 @@ def summary_table(cfg, out: Path, resuming: bool):
                       f"{cfg.accum_steps}) = {cfg.steps * cfg.tokens_per_step:,} tokens"),
             ("optimizer", f"{cfg.optimizer} lr {cfg.lr:.3g} ({cfg.schedule}, warmup {cfg.warmup}), betas "
                           f"({cfg.b1}, {cfg.b2}), wd {cfg.weight_decay}, clip {cfg.clip_norm}"),
+            ("parametrization", "SP" if cfg.parametrization == "sp" else
+             f"μP, base width {base_width} (width multiplier {m.d_model / base_width:g})"),
             ("logging", ", ".join(cfg.log) + f"; probes every {cfg.probe_every} steps"),
             ("checkpoints", f"every {cfg.ckpt_every} steps, keep last {cfg.keep_ckpts} + best"),
             ("on instability", cfg.on_instability)]

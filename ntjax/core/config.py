@@ -17,6 +17,8 @@ from ntjax.errors import NtjaxError
 SCHEDULES = ("cosine", "linear", "wsd", "constant")
 OPTIMIZERS = ("adamw", "adam", "sgd", "lion", "adafactor", "muon")
 ON_INSTABILITY = ("stop", "skip", "rollback")
+PARAMETRIZATIONS = ("sp", "mup")  # standard, or maximal-update (ntjax.core.mup)
+MUP_OPTIMIZERS = ("adamw", "adam", "lion")  # the Adam-like updates whose μP rules ntjax.core.mup implements
 
 # GPT-3's peak learning rates by model size (Brown et al. 2020, Table 2.1): params -> peak LR.
 GPT3_LR_TABLE = ((125e6, 6.0e-4), (350e6, 3.0e-4), (760e6, 2.5e-4), (1.3e9, 2.0e-4), (2.7e9, 1.6e-4),
@@ -90,6 +92,8 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = ("attn", "mlp")
     data: str | None = None  # a text file to train on instead of the embedded corpus
     mesh: str | None = None  # e.g. "data=8" or "data=2,fsdp=4"
+    parametrization: str = "sp"  # "mup": μP init, LR multipliers and output/attention scales (ntjax.core.mup)
+    base_width: int | None = None  # μP: the width the hyperparameters were tuned at; None -> d_model (ignored by SP)
 
     @property
     def accum_steps(self) -> int:
@@ -182,6 +186,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (min(m.d_model, m.n_layers, m.n_heads, m.seq_len, m.vocab_size) > 0, "model sizes must be positive"),
         (cfg.lora_rank >= 0, f"LoRA rank must be non-negative (got {cfg.lora_rank})"),
         (cfg.lora_rank == 0 or cfg.init_from, "--lora-rank needs --init-from CHECKPOINT (LoRA adapts a trained model)"),
+        (cfg.parametrization in PARAMETRIZATIONS,
+         f"unknown parametrization {cfg.parametrization!r}; choose from {', '.join(PARAMETRIZATIONS)}"),
+        (cfg.base_width is None or cfg.base_width > 0, f"base width must be positive (got {cfg.base_width})"),
+        (cfg.parametrization != "mup" or cfg.optimizer in MUP_OPTIMIZERS,
+         f"μP's LR rules are implemented for Adam-like optimizers ({', '.join(MUP_OPTIMIZERS)}), "
+         f"not {cfg.optimizer}"),
+        (cfg.parametrization != "mup" or cfg.lora_rank == 0, "μP is a parametrization for training from "
+         "scratch; LoRA fine-tuning uses --parametrization sp"),
     ]
     for ok, message in checks:
         if not ok:
@@ -190,10 +202,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def resolve(cfg: TrainConfig, memory_bytes: float = 4 * 2**30) -> TrainConfig:
-    """Validate, then fill the derived fields: peak LR, warmup and micro-batch."""
+    """Validate, then fill the derived fields: peak LR (under μP: the base width's), warmup and micro-batch."""
     validate(cfg)
     n = cfg.model.n_params(embedding=False)
-    lr = cfg.lr if cfg.lr is not None else smart_lr(n)
+    # Under μP the LR is width-free: the smart LR belongs to the base width, where it would be tuned.
+    n_lr = n if cfg.parametrization != "mup" or not cfg.base_width else \
+        dataclasses.replace(cfg.model, d_model=cfg.base_width).n_params(embedding=False)
+    lr = cfg.lr if cfg.lr is not None else smart_lr(n_lr)
     warmup = cfg.warmup if cfg.warmup is not None else smart_warmup(n, cfg.steps, cfg.b2)
     micro = cfg.micro_batch_size or micro_batch_that_fits(cfg, memory_bytes)
     return validate(dataclasses.replace(cfg, lr=lr, warmup=warmup, micro_batch_size=micro))

@@ -4,6 +4,10 @@ Pre-LayerNorm blocks, learned positions, tied input/output embeddings, GPT-2 ini
 residual projections scaled by 1/sqrt(2·n_layers), Radford et al. 2019). With `probes=True` the forward
 pass also returns per-layer statistics: residual-stream mean/std, attention entropy and the largest
 attention logit (the quantity whose growth precedes attention collapse, Dehghani et al. 2023).
+
+Under μP (`ntjax.core.mup`) the model takes `Widths`: attention scores get the extra sqrt(d_head0/d_head) (so they
+scale as 1/d_head) and the tied readout's logits the 1/m multiplier; both are skipped when exactly 1, so
+μP at base width runs the very same program as SP. μP's init and LR rules live in `ntjax.core.mup`.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from flax import nnx
 
 from ntjax.core.config import ModelConfig
 from ntjax.diagnostics.tree_stats import activation_stats, attention_entropy
+from ntjax.core.mup import Widths
 
 Stats = dict[str, jax.Array]
 
@@ -24,9 +29,10 @@ def _dense(d_in: int, d_out: int, rngs: nnx.Rngs, std: float = 0.02) -> nnx.Line
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, attn_mult: float = 1.0):
         d = cfg.d_model
         self.n_heads = cfg.n_heads
+        self.attn_mult = attn_mult
         self.qkv = _dense(d, 3 * d, rngs)
         self.proj = _dense(d, d, rngs, std=0.02 / math.sqrt(2 * cfg.n_layers))
         head = d // cfg.n_heads
@@ -41,6 +47,8 @@ class Attention(nnx.Module):
         if self.q_norm is not None:
             q_BxHxTxK, k_BxHxTxK = self.q_norm(q_BxHxTxK), self.k_norm(k_BxHxTxK)
         logits_BxHxTxT = jnp.einsum("bhqk,bhsk->bhqs", q_BxHxTxK, k_BxHxTxK) / math.sqrt(D // H)
+        if self.attn_mult != 1.0:  # μP: scores ∝ 1/d_head
+            logits_BxHxTxT = logits_BxHxTxT * self.attn_mult
         causal = jnp.tril(jnp.ones((T, T), dtype=bool))
         logits_BxHxTxT = jnp.where(causal, logits_BxHxTxT, jnp.finfo(logits_BxHxTxT.dtype).min)
         probs_BxHxTxT = jax.nn.softmax(logits_BxHxTxT.astype(jnp.float32), axis=-1).astype(x_BxTxD.dtype)
@@ -63,9 +71,9 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, attn_mult: float = 1.0):
         self.ln1 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
-        self.attn = Attention(cfg, rngs)
+        self.attn = Attention(cfg, rngs, attn_mult)
         self.ln2 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.mlp = MLP(cfg, rngs)
 
@@ -79,11 +87,13 @@ class Block(nnx.Module):
 class GPT(nnx.Module):
     """tokens [B, T] int32 -> logits [B, T, vocab] (and per-layer stats when probing)."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, mup: Widths | None = None):
         self.cfg = cfg
+        self.logit_mult = mup.ratio if mup is not None else 1.0
+        attn_mult = mup.attn_multiplier if mup is not None else 1.0
         self.embed = nnx.Embed(cfg.vocab_size, cfg.d_model, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
         self.pos_embed = nnx.Embed(cfg.seq_len, cfg.d_model, embedding_init=nnx.initializers.normal(0.01), rngs=rngs)
-        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([Block(cfg, rngs, attn_mult) for _ in range(cfg.n_layers)])
         self.ln_f = nnx.LayerNorm(cfg.d_model, rngs=rngs)
 
     def __call__(self, tokens_BxT: jax.Array, probes: bool = False) -> tuple[jax.Array, Stats]:
@@ -97,6 +107,8 @@ class GPT(nnx.Module):
                 stats.update({f"act_mean/blocks.{i}": mean, f"act_std/blocks.{i}": std})
                 stats.update({f"{k}/blocks.{i}": v for k, v in block_stats.items()})
         logits_BxTxV = self.embed.attend(self.ln_f(x))
+        if self.logit_mult != 1.0:  # μP's readout multiplier on the tied embedding (MuSharedReadout)
+            logits_BxTxV = logits_BxTxV * self.logit_mult
         return logits_BxTxV, stats
 
 

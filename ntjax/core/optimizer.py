@@ -26,7 +26,10 @@ def decay_mask(params: Any) -> Any:
 
 
 def make_optimizer(cfg: TrainConfig, schedule: optax.Schedule, params: Any) -> optax.GradientTransformation:
-    """`cfg.optimizer` with `schedule`, behind `clip_by_global_norm(cfg.clip_norm)` when clipping is on."""
+    """`cfg.optimizer` with `schedule`, behind `clip_by_global_norm(cfg.clip_norm)` when clipping is on, and
+    followed by μP's per-tensor LR multipliers under `--parametrization mup` (`ntjax.core.mup.with_mup`)."""
+    from ntjax.core.mup import with_mup
+
     mask = decay_mask(params)
     name = cfg.optimizer
     if name == "adamw":
@@ -45,4 +48,5 @@ def make_optimizer(cfg: TrainConfig, schedule: optax.Schedule, params: Any) -> o
                                   weight_decay=cfg.weight_decay, weight_decay_mask=mask)
     else:
         raise ValueError(f"unknown optimizer {name!r}")
+    base = with_mup(base, cfg, params)
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), base) if cfg.clip_norm > 0 else base

@@ -10,20 +10,24 @@ and optionally
     loss_fn(model, batch) -> (loss, {"accuracy": ..., ...})  # default: next-token cross-entropy on
                                                             # [B, T+1] token batches
     TOKENS_PER_STEP = int                                   # enables tokens/s in the logs
+    MUP_ROLES = {regex: role}                               # --parametrization mup: input | hidden |
+                                                            # output | vector by parameter path; the
+                                                            # width is cfg.model.d_model (ntjax.core.mup)
+    MUP_HIDDEN_INIT = "constant" | "fan_in"                 # how the spec's hidden init scales
 See examples/custom_spec.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from flax import nnx
 
+from ntjax.core import mup
 from ntjax.core.config import TrainConfig
 from ntjax.core.data import make_data, unigram_entropy
+from ntjax.core.spec import load_spec
 from ntjax.errors import NtjaxError
 from ntjax.core.model import GPT
 from ntjax.core.step import LossFn, lm_loss
@@ -55,27 +59,11 @@ def default_task(cfg: TrainConfig) -> Task:
         return lm_loss(model, batch, probes, cfg.z_loss)
 
     micro = cfg.micro_batch_size or cfg.batch_size
-    return Task(model=GPT(cfg.model, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
+    model = mup.apply_init(GPT(cfg.model, nnx.Rngs(cfg.seed), mup.widths_of(cfg)), cfg)
+    return Task(model=model, loss_fn=loss_fn,
                 train_batch=lambda i: data.train_batch(i, cfg.batch_size),
                 eval_batches=data.eval_batches(cfg.eval_batches, micro), data_info=info,
                 tokens_per_step=cfg.tokens_per_step)
-
-
-def load_spec(path: str | Path) -> Any:
-    """Import a spec module from a file path, checking it defines what the trainer needs."""
-    path = Path(path)
-    if not path.is_file():
-        raise NtjaxError(f"spec file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"ntjax_user_spec_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the user's code: report its failure in one line
-        raise NtjaxError(f"spec {path} failed to import: {type(e).__name__}: {e}") from None
-    missing = [n for n in ("build_model", "train_batch", "eval_batches") if not hasattr(module, n)]
-    if missing:
-        raise NtjaxError(f"spec {path} must define {', '.join(missing)} (see examples/custom_spec.py)")
-    return module
 
 
 def spec_task(cfg: TrainConfig) -> Task:
@@ -93,7 +81,7 @@ def spec_task(cfg: TrainConfig) -> Task:
     eval_batches = list(module.eval_batches(cfg))
     if not eval_batches:
         raise NtjaxError(f"spec {cfg.spec}: eval_batches() returned nothing; a run needs a held-out set")
-    return Task(model=module.build_model(cfg, nnx.Rngs(cfg.seed)), loss_fn=loss_fn,
+    return Task(model=mup.apply_init(module.build_model(cfg, nnx.Rngs(cfg.seed)), cfg), loss_fn=loss_fn,
                 train_batch=lambda i: np.asarray(module.train_batch(cfg, i)), eval_batches=eval_batches,
                 data_info={"source": f"spec {cfg.spec}", "eval_batches": len(eval_batches)},
                 tokens_per_step=getattr(module, "TOKENS_PER_STEP", None))

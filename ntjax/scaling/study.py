@@ -4,7 +4,10 @@ Model size N is changed through width (d_model, with 32-wide heads) at the prese
 the number of steps at the preset's batch and sequence length (D = steps · batch · seq_len). N is the
 non-embedding parameter count by default (Kaplan et al. 2020 found the cleanest laws with it; with a
 256-byte vocabulary the embeddings are a large share of a tiny model); `count="total"` counts them too.
-Peak LR and warmup are left to `ntjax.core.config.resolve` (smart defaults scaled by N) in every run.
+Peak LR and warmup are left to `ntjax.core.config.resolve` (smart defaults scaled by N) in every run. Under
+μP (`parametrization="mup"`) every width keeps the preset's number of heads and its peak LR (the one given,
+or the smart LR of the preset's own width, which is the base width): μP makes that LR right at every width,
+so the sizes need no re-tuning (ntjax/core/mup.py).
 """
 from __future__ import annotations
 
@@ -40,8 +43,9 @@ class StudyRun:
 
 
 def with_width(base: TrainConfig, d_model: int) -> ModelConfig:
-    """The base model at another width: heads of 32 dims (at least one head)."""
-    heads = max(1, d_model // 32)
+    """The base model at another width: heads of 32 dims (at least one head); under μP the base's heads
+    (μP's attention scale assumes the head count fixed and d_head growing)."""
+    heads = base.model.n_heads if base.parametrization == "mup" else max(1, d_model // 32)
     while d_model % heads:
         heads -= 1
     return dataclasses.replace(base.model, d_model=d_model, n_heads=heads)
@@ -53,7 +57,11 @@ def _count(model: ModelConfig, count: str) -> int:
 
 def _run(base: TrainConfig, model: ModelConfig, steps: int, group: str, count: str) -> StudyRun:
     eval_every = max(1, steps)
-    cfg = dataclasses.replace(base, model=model, steps=steps, lr=None, warmup=None, eval_every=eval_every,
+    lr = None
+    if base.parametrization == "mup":  # the base width's LR transfers; record the base width explicitly
+        lr = base.lr if base.lr is not None else resolve(base).lr
+        base = dataclasses.replace(base, base_width=base.base_width or base.model.d_model)
+    cfg = dataclasses.replace(base, model=model, steps=steps, lr=lr, warmup=None, eval_every=eval_every,
                               ckpt_every=eval_every, probe_every=eval_every, log=("jsonl",))
     cfg = resolve(cfg)
     name = f"d{model.d_model}_L{model.n_layers}_s{steps}"
