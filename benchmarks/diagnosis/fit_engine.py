@@ -9,7 +9,7 @@ The temperature is fitted on out-of-fold predictions (5-fold), so it corrects ov
 fitting the weights on the same runs would hide.
 
     python benchmarks/diagnosis/fit_engine.py [--labels benchmarks/diagnosis/labels.json]
-                                              [--out ntjax/core/data/diagnosis_weights.json] [--json]
+                                              [--out ntjax/data/diagnosis_weights.json] [--json]
 
 Only items with split == "dev" are read; held-out items are never opened.
 """
