@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 L2_WEIGHT = 0.3  # pull of each linked weight toward its hand-set value (per unit squared); CV picks from L2_GRID
-L2_GRID = (0.1, 0.3, 1.0, 3.0)
+L2_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 L2_PRIOR = 0.1
 HEALTHY = "healthy"
 

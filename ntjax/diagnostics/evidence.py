@@ -426,7 +426,9 @@ def sig_config_wd(table, analysis, ctx, symptoms):
         if shrink < WD_SHRINK_HIGH:
             return None
         steps = max((float(s.step[-1]) for s in table.series.values() if len(s)), default=0.0)
-        if not trouble and shrink * steps < 20:  # without a bad curve, only decay of 20+ e-folds counts
+        if not trouble and (shrink * steps < 20 or wd < DECOUPLED_WD_HIGH):
+            # without a bad curve, only a coefficient far outside the usual range decaying 20+ e-folds
+            # counts (a large lr*wd from an absurd LR is the LR's doing)
             return None
         # e-folds of pure decay over the run: 5 or more and the weights forget everything they learn
         value = min(1.0, shrink * steps / 5) if steps else min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH))
