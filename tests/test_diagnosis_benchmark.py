@@ -174,7 +174,8 @@ def test_scoring_rules_on_known_outputs():
     assert s.role("val_loss") == "eval_loss" and s.role("train/loss") == "train_loss"
 
 
-@pytest.mark.xfail(strict=False, reason="engine rewrite in progress: issue 12")
+@pytest.mark.xfail(strict=False, reason="issue 12 floor not met on held-out yet (full held-out: top-1 0.78, "
+                                        "ECE 0.24, 2 healthy runs warned; benchmarks/diagnosis/ENGINE.md)")
 def test_engine_meets_the_issue_12_floor_on_the_fast_subset(fast_report):
     held = fast_report["splits"]["heldout"]
     assert held["top1"] >= 0.9
