@@ -9,6 +9,7 @@ import pytest
 
 import curvegen as cg
 from ntjax.cli import main
+from ntjax.commands.debug import render_next
 from ntjax.diagnostics.detectors import analyse
 from ntjax.diagnostics.hypotheses import config_evidence, diagnose, parse_symptoms, rank
 from ntjax.readers import read_run
@@ -43,7 +44,9 @@ def test_braj_log_ranks_lr_too_high_first():
     hyps = _rank(read_run(LOGS / "hf_trainer_state" / "whisper-small-braj_trainer_state.json"))
     assert hyps[0].cause == "lr_too_high" and hyps[0].confidence > 0.7
     assert any("0.00298" in e for e in hyps[0].evidence)
-    assert hyps[0].next.startswith("ntjax sweep --param lr=log:")
+    step = hyps[0].next_step  # analysis returns data; the CLI renders it
+    assert step["command"] == "sweep" and step["args"]["param"][0]["name"] == "lr"
+    assert render_next(step).startswith("ntjax sweep --param lr=log:")
 
 
 def test_whisper_japanese_ranks_overfitting_first():
@@ -148,3 +151,13 @@ def test_issue_lr_3_no_warmup_ranks_lr_too_high_with_high_confidence(tmp_path, c
     assert "tie" not in d or "lr_too_high" not in d["tie"]
     assert any("divergence" in e for e in top["evidence"]) and any("config lr 3" in e for e in top["evidence"])
     assert all(h["cause"] != "vanishing_gradients" for h in d["hypotheses"])
+
+
+def test_next_steps_are_data_the_cli_renders():
+    step = {"command": "train", "args": {"preset": "tiny", "lr": 0.0003, "warmup": 100, "qk_norm": True,
+                                         "out": "runs/a_fix", "yes": True}}
+    assert render_next(step) == "ntjax train --preset tiny --lr 0.0003 --warmup 100 --qk-norm --out runs/a_fix --yes"
+    sweep = {"command": "sweep", "args": {"param": [{"name": "batch_size", "kind": "choice", "values": [16, 32]}],
+                                          "steps": 200, "out": "sweeps/bs"}}
+    assert render_next(sweep) == "ntjax sweep --param batch_size=choice:16,32 --steps 200 --out sweeps/bs"
+    assert render_next({"command": "curves", "path": "runs/x", "args": {}}) == "ntjax curves runs/x"

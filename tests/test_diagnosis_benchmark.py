@@ -52,16 +52,34 @@ def test_labels_follow_the_schema(items):
 
 
 def test_split_is_the_fixed_stratified_one(items):
-    again = copy.deepcopy(items)
+    dev_only = [it for it in items if "_dev_s" in it["id"]]  # make_runs.DEV_SEEDS copies, split=dev by design
+    assert dev_only and all(it["split"] == "dev" for it in dev_only)
+    first = [it for it in items if "_dev_s" not in it["id"]]
+    again = copy.deepcopy(first)
     for it in again:
         it.pop("split")
-    labelset.assign_splits(again)
-    assert [it["split"] for it in again] == [it["split"] for it in items]
-    strata = Counter((it["family"], it["cause"] or "healthy", it["split"]) for it in items)
+    labelset.legacy_splits(again)  # the rule that split the first 165 items, frozen in labels.json
+    assert [it["split"] for it in again] == [it["split"] for it in first]
+    strata = Counter((it["family"], it["cause"] or "healthy", it["split"]) for it in first)
     for fam, cause in {(f, c) for f, c, _ in strata}:
         assert abs(strata[(fam, cause, "dev")] - strata[(fam, cause, "heldout")]) <= 1
-    dev = sum(it["split"] == "dev" for it in items)
-    assert 0.45 <= dev / len(items) <= 0.55
+    dev = sum(it["split"] == "dev" for it in first)
+    assert 0.45 <= dev / len(first) <= 0.55
+
+
+def test_adding_items_never_moves_the_existing_split(items):
+    frozen = {it["id"]: it["split"] for it in items}
+    grown = copy.deepcopy(items) + [dict(copy.deepcopy(items[0]), id=f"zz_new_{i}") for i in range(5)]
+    for it in grown:
+        it.pop("split")
+    labelset.assign_splits(grown, frozen)
+    assert all(it["split"] == frozen[it["id"]] for it in grown if it["id"] in frozen)
+    new = [it["split"] for it in grown if it["id"] not in frozen]
+    assert abs(new.count("dev") - new.count("heldout")) <= 1  # balanced within their stratum
+    alone = [dict(copy.deepcopy(items[0]), id="zz_new_0")]
+    alone[0].pop("split")
+    labelset.assign_splits(alone, {})
+    assert alone[0]["split"] == ("dev" if int(labelset.split_key("zz_new_0"), 16) % 2 == 0 else "heldout")
 
 
 def test_every_log_is_readable(items):
@@ -78,7 +96,6 @@ def test_every_log_is_readable(items):
             assert 0 <= f["start_step"] <= last, (it["id"], f)
 
 
-@pytest.mark.xfail(strict=False, reason="engine rewrite in progress: issue 12 (console captures as text logs)")
 def test_console_captures_are_readable(items):
     for it in items:
         if it["id"] in KNOWN_UNREADABLE:
@@ -157,7 +174,8 @@ def test_scoring_rules_on_known_outputs():
     assert s.role("val_loss") == "eval_loss" and s.role("train/loss") == "train_loss"
 
 
-@pytest.mark.xfail(strict=False, reason="engine rewrite in progress: issue 12")
+@pytest.mark.xfail(strict=False, reason="issue 12 floor not met on held-out yet (full held-out: top-1 0.78, "
+                                        "ECE 0.24, 2 healthy runs warned; benchmarks/diagnosis/ENGINE.md)")
 def test_engine_meets_the_issue_12_floor_on_the_fast_subset(fast_report):
     held = fast_report["splits"]["heldout"]
     assert held["top1"] >= 0.9

@@ -5,11 +5,14 @@ confidence = softmax(log-odds / T). Only the (cause, signal) pairs that the hand
 fitted (a signal never starts to count for a cause it has no mechanism for), each pulled toward its
 hand-set value by an L2 penalty, so a small dev set refines the weights instead of memorising it. A run
 labelled with several acceptable causes counts as right when the probability lands on any of them.
-The temperature is fitted on out-of-fold predictions (5-fold), so it corrects over-confidence that
-fitting the weights on the same runs would hide.
+The L2 strength and the temperature are chosen by grouped cross-validation on dev: leave one family out
+(ntjax, torch_cnn, torch_mlp, ..., synthetic, public), so what is picked is what carries over to a family
+the weights were not fitted on, not to another seed of the same run. The temperature is fitted on
+those out-of-family predictions, so it corrects the over-confidence that fitting the weights on the
+same runs (or on the same family) would hide.
 
     python benchmarks/diagnosis/fit_engine.py [--labels benchmarks/diagnosis/labels.json]
-                                              [--out ntjax/core/data/diagnosis_weights.json] [--json]
+                                              [--out ntjax/data/diagnosis_weights.json] [--json]
 
 Only items with split == "dev" are read; held-out items are never opened.
 """
@@ -26,9 +29,9 @@ from scipy.optimize import minimize
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-L2_WEIGHT = 0.3  # pull of each linked weight toward its hand-set value (per unit squared)
+L2_WEIGHT = 0.3  # pull of each linked weight toward its hand-set value (per unit squared); CV picks from L2_GRID
+L2_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 L2_PRIOR = 0.1
-FOLDS = 5
 HEALTHY = "healthy"
 
 
@@ -127,6 +130,21 @@ def fit_temperature(Z: np.ndarray, Y: np.ndarray) -> float:
     return float(fine[np.argmin([nll(t) for t in fine])])
 
 
+def grouped_oof(model: Model, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, l2: float) -> np.ndarray:
+    """Out-of-group logits: each group's runs scored by weights fitted on the other groups at L2 `l2`."""
+    global L2_WEIGHT
+    keep, L2_WEIGHT = L2_WEIGHT, l2
+    Z = np.zeros((len(X), Y.shape[1]))
+    try:
+        for g in np.unique(groups):
+            test = groups == g
+            b, W = fit(model, X[~test], Y[~test])
+            Z[test] = model.logits(X[test], b, W)
+    finally:
+        L2_WEIGHT = keep
+    return Z
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default=str(ROOT / "benchmarks" / "diagnosis" / "labels.json"))
@@ -155,20 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     Y = np.array([[1.0 if c in targets(it) else 0.0 for c in classes] for it in kept])
     known = Y.sum(axis=1) > 0  # labels naming causes outside the engine's list cannot be fitted
     X, Y = X[known], Y[known]
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(X))
-    Z = np.zeros((len(X), len(classes)))
-    for k in range(FOLDS):
-        test = order[k::FOLDS]
-        train = np.setdiff1d(order, test)
-        b, W = fit(model, X[train], Y[train])
-        Z[test] = model.logits(X[test], b, W)
-    temperature = fit_temperature(Z, Y)
+    groups = np.array([it.get("family", "?") for it in kept])[known]
+    if len(set(groups)) < 3:  # too few families to hold one out: plain 5-fold
+        groups = np.arange(len(groups)) % 5
+    cv = {}
+    for l2 in L2_GRID:
+        Z = grouped_oof(model, X, Y, groups, l2)
+        t = fit_temperature(Z, Y)
+        p = _softmax(Z / t)
+        cv[l2] = (float(-np.mean(np.log(np.maximum((p * Y).sum(axis=1), 1e-12)))), t, Z)
+    l2 = min(cv, key=lambda k: cv[k][0])  # the out-of-family NLL picks the regularisation
+    _, temperature, Z = cv[l2]
+    global L2_WEIGHT
+    L2_WEIGHT = l2
     b, W = fit(model, X, Y)
     out = {"version": 1, "source": f"fitted by benchmarks/diagnosis/fit_engine.py on {int(known.sum())} dev runs "
-                                   f"of {labels_file.name} (L2 {L2_WEIGHT} toward the hand-set weights; "
-                                   f"temperature from {FOLDS}-fold out-of-fold predictions)",
-           "temperature": round(temperature, 4), "n_dev": int(known.sum()),
+                                   f"of {labels_file.name} (L2 {L2_WEIGHT} toward the hand-set weights, chosen "
+                                   f"with the temperature by leave-one-family-out cross-validation)",
+           "temperature": round(temperature, 4), "n_dev": int(known.sum()), "l2": L2_WEIGHT,
+           "cv": {str(k): {"nll": round(v[0], 4), "temperature": round(v[1], 3)} for k, v in cv.items()},
            HEALTHY: {"prior": 0.0, "weights": {s: round(float(W[0, j]), 3) for j, s in enumerate(signals)
                                                if model.mask[0, j]}},
            "causes": {c: {"prior": round(float(b[i]), 3),
@@ -178,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     p = _softmax(Z / temperature)
     top = np.argmax(p, axis=1)
-    summary = {"n_dev": int(known.sum()), "temperature": temperature,
+    summary = {"n_dev": int(known.sum()), "temperature": temperature, "l2": L2_WEIGHT, "cv": "leave-one-family-out",
                "oof_top1": float(np.mean(Y[np.arange(len(Y)), top] > 0)),
                "oof_nll": float(-np.mean(np.log(np.maximum((p * Y).sum(axis=1), 1e-12)))),
                "skipped": len(dev) - len(kept), "unknown_causes": int((~known).sum()), "out": args.out}

@@ -31,10 +31,36 @@ def split_key(item_id: str) -> str:
     return hashlib.sha256(f"{SPLIT_SEED}:{item_id}".encode()).hexdigest()
 
 
-def assign_splits(items: list[dict[str, Any]]) -> None:
-    """dev/heldout, stratified: within each (family, cause) stratum the items ordered by the hash of their
-    id alternate dev, heldout, dev...; the hash of the stratum's name decides which comes first, so odd
-    strata do not all lean to dev. Deterministic in the item set (which labels.json freezes)."""
+def assign_splits(items: list[dict[str, Any]], frozen: dict[str, str] | None = None) -> None:
+    """dev/heldout. An item whose id is in `frozen` (the splits stored in labels.json) keeps its split, so
+    adding items never moves an existing one. A new item goes to the side of its (family, cause) stratum
+    that holds fewer items (counting frozen and earlier new ones; new items taken in the order of the hash
+    of their id), and where both sides are even, to the side its own id hash picks. So the split stays
+    ~50/50 within every stratum, and each new item's side depends only on its id and the items before it.
+    (The 165 items frozen in December 2026 were split by an older rule, `legacy_splits`.)"""
+    frozen = frozen or {}
+    strata: dict[tuple, list[dict]] = {}
+    for it in items:
+        strata.setdefault((it["family"], it["cause"] or "healthy"), []).append(it)
+    for group in strata.values():
+        count = {"dev": 0, "heldout": 0}
+        for it in group:
+            if it["id"] in frozen:
+                it["split"] = frozen[it["id"]]
+                count[it["split"]] += 1
+        for it in sorted((it for it in group if it["id"] not in frozen), key=lambda it: split_key(it["id"])):
+            if count["dev"] != count["heldout"]:
+                it["split"] = min(count, key=count.get)
+            else:
+                it["split"] = "dev" if int(split_key(it["id"]), 16) % 2 == 0 else "heldout"
+            count[it["split"]] += 1
+
+
+def legacy_splits(items: list[dict[str, Any]]) -> None:
+    """The rule that split the first 165 items: within each (family, cause) stratum the items ordered by
+    the hash of their id alternate dev, heldout, ...; the hash of the stratum's name picks the first. Kept
+    to show where labels.json's frozen splits came from; adding an item to a stratum could move others,
+    which is why new items use `assign_splits`."""
     strata: dict[tuple, list[dict]] = {}
     for it in items:
         strata.setdefault((it["family"], it["cause"] or "healthy"), []).append(it)
@@ -81,10 +107,18 @@ def load(path: Path = LABELS) -> list[dict[str, Any]]:
     return json.loads(Path(path).read_text())
 
 
-def assemble(sources: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Merge the sources' items whose path exists, assign splits, sort by id, check the schema."""
+def frozen_splits(path: Path = LABELS) -> dict[str, str]:
+    """The split of every item already in labels.json (kept as is when the item set grows)."""
+    return {it["id"]: it["split"] for it in load(path)} if Path(path).exists() else {}
+
+
+def assemble(sources: Iterable[list[dict[str, Any]]], frozen: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Merge the sources' items whose path exists, assign splits (an item may name its own `split`, e.g. a
+    dev-only run; items already in labels.json keep theirs), sort by id, check the schema."""
     items = [dict(it) for src in sources for it in src if (ROOT / it["path"]).exists()]
-    assign_splits(items)
+    frozen = {**(frozen_splits() if frozen is None else frozen),
+              **{it["id"]: it["split"] for it in items if it.get("split") in ("dev", "heldout")}}
+    assign_splits(items, frozen)
     items.sort(key=lambda it: it["id"])
     ordered = [{k: it[k] for k in FIELDS} for it in items]
     problems = validate(ordered)

@@ -37,14 +37,15 @@ FAULTS: dict[str, dict[str, Any]] = {}  # id -> item (without path/split) plus "
 
 
 def _add(item_id: str, family: str, make: dict, cause: str | None, symptom: str, reason: str,
-         acceptable: tuple[str, ...] = (), task: str = "", optimizer: str | None = None) -> None:
+         acceptable: tuple[str, ...] = (), task: str = "", optimizer: str | None = None,
+         split: str | None = None) -> None:
     framework = "ntjax" if "ntjax" in make else "pytorch"
     FAULTS[item_id] = {
         "id": item_id, "path": f"runs/{item_id}", "family": family, "framework": framework,
         "optimizer": optimizer, "task": task, "symptom": symptom, "cause": cause,
         "acceptable": list(acceptable), "findings": [], "findings_complete": cause is None,
         "healthy": cause is None, "source": "generated: benchmarks/diagnosis/make_runs.py", "reason": reason,
-        "make": make}
+        "make": make, **({"split": split} if split else {})}
 
 
 TASKS = {"transformer": "language_modeling", "lstm": "language_modeling", "mlp": "classification",
@@ -66,6 +67,32 @@ def _torch(item_id: str, fam: str, opt: str, settings: dict, cause: str | None, 
            acceptable: tuple[str, ...] = ()) -> None:
     _add(f"torch_{item_id}", FAMILY[fam], {"torch": {"family": fam, "optimizer": opt, **settings}}, cause,
          symptom, reason, acceptable, TASKS[fam], opt)
+
+
+# Faults planted once per family (one seed): a second seed of each, marked split=dev, so the engine's
+# weights are fitted on more than one run per (family, fault) and cross-validation can tell a signal
+# that carries over to another seed from one that fits a single run.
+DEV_SEEDS = ("mlp_adamw_repeat_batch", "cnn_sgd_repeat_batch", "transformer_adamw_repeat_batch",
+             "mlp_adamw_eval_leak", "transformer_adamw_eval_leak", "mlp_adamw_too_small", "cnn_sgd_too_small",
+             "transformer_adamw_too_small", "lstm_adamw_too_small", "mlp_sgd_batch1", "cnn_sgd_batch1",
+             "transformer_adamw_batch1", "mlp_adamw_tiny_data", "cnn_sgd_tiny_data", "transformer_adamw_tiny_data",
+             "mlp_adamw_shuffled_labels", "cnn_sgd_shuffled_labels", "mlp_adamw_noisy_labels",
+             "cnn_sgd_noisy_labels", "mlp_adamw_wd_extreme", "cnn_sgd_wd_extreme", "transformer_adamw_wd_extreme",
+             "cnn_sgd_init_large", "mlp_adamw_init_large", "cnn_sgd_lr_low", "transformer_adamw_lr_low",
+             "cnn_adamw_lr_low", "mlp_sgd_lr_low", "cnn_sgd_lr_high_s0", "mlp_sgd_lr_high_s0")
+DEV_SEED = 7
+
+
+def _dev_seeds() -> None:
+    for base in DEV_SEEDS:
+        item = FAULTS.get(f"torch_{base}")
+        if item is None:
+            continue
+        settings = {**item["make"]["torch"], "seed": DEV_SEED}
+        new_id = f"torch_{base.removesuffix('_s0')}_dev_s{DEV_SEED}"
+        _add(new_id, item["family"], {"torch": settings}, item["cause"], item["symptom"],
+             item["reason"] + f" (seed {DEV_SEED}; a dev-only copy)", tuple(item["acceptable"]), item["task"],
+             item["optimizer"], split="dev")
 
 
 def _catalogue() -> None:
@@ -220,6 +247,8 @@ def _catalogue() -> None:
         _torch(f"{fam}_adamw_pad_in_loss", fam, "adamw", {**settings, "pad_loss": True}, "data_pipeline",
                "loss is much lower than the perplexity on real text", "planted: padded batches, the loss is "
                "averaged over the padding positions too (no ignore_index)")
+
+    _dev_seeds()
 
     # ---- ntjax CLI runs --------------------------------------------------------------------------
     tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]

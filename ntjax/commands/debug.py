@@ -46,6 +46,35 @@ def _scatter(table, name: str, step: int) -> float:
     return float(1.4826 * np.median(np.abs(np.diff(v) - np.median(np.diff(v)))) / np.sqrt(2))
 
 
+def _arg(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _param(spec: dict) -> str:
+    """A sweep parameter spec as `ntjax sweep --param` text: lr=log:1e-4:1e-2, batch_size=choice:16,32."""
+    if spec["kind"] == "choice":
+        return f"{spec['name']}=choice:" + ",".join(_arg(v) for v in spec["values"])
+    return f"{spec['name']}={spec['kind']}:{spec['low']:.2g}:{spec['high']:.2g}"
+
+
+def render_next(step: dict) -> str:
+    """A hypothesis's next step ({"command", "args", "path"}) as the ntjax command line to type."""
+    parts = ["ntjax", step["command"]]
+    if step.get("path"):
+        parts.append(str(step["path"]))
+    for key, value in step.get("args", {}).items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list) and key == "param":
+            parts += [x for spec in value for x in (flag, _param(spec))]
+        elif value is not None and value is not False:
+            parts += [flag, _arg(value)]
+    return " ".join(parts)
+
+
 def apply_fix(run_dir: Path, hypothesis, before_table, seeds: int = FIX_SEEDS) -> dict:
     """Re-train the run's config with the fix's overrides, keeping the original schedule length (steps),
     stopped at the compare step; `seeds` re-runs give the seed-to-seed noise. "improved" only when the
@@ -151,6 +180,8 @@ def run(args: argparse.Namespace) -> Result:
     symptoms = parse_symptoms(args.symptom)
     diagnosis = diagnose(table, analysis, symptoms, args.path)
     hypotheses = diagnosis.hypotheses
+    for h in hypotheses:
+        h.next = render_next(h.next_step)
     from ntjax.usercmd import fix as userfix
     user = userfix.user_run(args.path, table.meta.get("config"))
     if user is not None:  # the user's own script: fixes name its flags/lines, next re-runs its command

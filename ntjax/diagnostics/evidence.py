@@ -34,6 +34,10 @@ NAN_BLOWUP = 10.0  # ...or 10x above the first loss: a blow-up
 NAN_RISE = 1.5  # the last points before a NaN 1.5x above the loss before them: it blew up first
 EVAL_BELOW_TRAIN = 0.9  # eval loss under 90% of train loss
 NOISE_HIGH = 0.15  # per-step scatter around the trend above 15% of the starting loss: the batch is tiny
+TINY_BATCH = 2  # a batch of 1-2 examples: each step follows one example's gradient
+PARAMS_PER_OUTPUT_TINY = 50.0  # parameters per output unit (class or vocabulary entry) below this: too small
+AT_CHANCE = 0.95  # eval loss ending within 5% of the trivial baseline: nothing generalisable was learned
+TRACKS_TRAIN = 0.07  # eval within 7% of train over the run's second half while train fell: no generalisation gap
 MEMORISE_DROP = 0.9  # train loss fell 90% while eval did not improve at all: the model saw one batch
 SYMPTOMS = {  # free-text pattern -> symptom
     "plateau": r"stuck|plateau|flat|not (decreas|improv|go(ing)? down|learn)|doesn'?t (decrease|learn|improve)",
@@ -43,6 +47,7 @@ SYMPTOMS = {  # free-text pattern -> symptom
     "overfitting": r"overfit|val(idation)?[ _]loss (goes |is )?(up|ris|increas)|gap|memori",
     "diverging": r"diverg|explod|blow|increas|goes up|rising",
     "resume": r"resum|restart|checkpoint|reload",
+    "too_good": r"too good|suspicious|leak|as low as (the )?train|as fast as (the )?train",
 }
 NORM_OR_BIAS = re.compile(r"(^|[._/])(ln\w*|norm\w*|layernorm|bn\d*|bias|scale|gamma|beta)($|[._/])", re.I)
 EMBEDDING = re.compile(r"emb|wte|wpe|encoder\.weight$|token", re.I)
@@ -413,20 +418,25 @@ def sig_config_wd(table, analysis, ctx, symptoms):
     """Weight decay that shrinks the weights faster than they learn: the per-step shrink is lr * wd (torch's
     AdamW and SGD alike); counted only when the curves are in trouble (a config alone is not a failure)."""
     wd = ctx.weight_decay
-    if wd is None or wd <= 0 or not any(f.severity != "info" for f in analysis.findings):
+    if wd is None or wd <= 0:
         return None
+    trouble = any(f.severity != "info" for f in analysis.findings)
     if ctx.lr:
         shrink = ctx.lr * wd
         if shrink < WD_SHRINK_HIGH:
             return None
         steps = max((float(s.step[-1]) for s in table.series.values() if len(s)), default=0.0)
+        if not trouble and (shrink * steps < 20 or wd < DECOUPLED_WD_HIGH):
+            # without a bad curve, only a coefficient far outside the usual range decaying 20+ e-folds
+            # counts (a large lr*wd from an absurd LR is the LR's doing)
+            return None
         # e-folds of pure decay over the run: 5 or more and the weights forget everything they learn
         value = min(1.0, shrink * steps / 5) if steps else min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH))
         return Signal("config_wd_high", float(value),
                       f"config weight_decay {wd:g} at lr {ctx.lr:g}: weights shrink {100 * shrink:.2g}% per step "
                       f"(half-life {math.log(2) / shrink:.0f} steps, {shrink * steps:.1f} e-folds over the run), "
                       f"faster than they learn")
-    if wd < DECOUPLED_WD_HIGH:
+    if wd < DECOUPLED_WD_HIGH or not trouble:
         return None
     return Signal("config_wd_high", 0.7, f"config weight_decay {wd:g} (typical under 0.3): weights shrink faster "
                                          f"than they learn")
@@ -461,6 +471,80 @@ def sig_symptom(name: str) -> SignalFn:
     return signal
 
 
+# --- scale-free signals (ratios to the run's own baselines and config; valid across model families)
+def _baseline(ctx: RunContext) -> tuple[str, float] | None:
+    """The lowest trivial loss the context knows (ln K, unigram entropy, target variance...)."""
+    if not ctx.baselines:
+        return None
+    name, value = min(ctx.baselines.items(), key=lambda kv: kv[1])
+    return (name, value) if value > 0 else None
+
+
+def _end(values: np.ndarray) -> float:
+    return float(np.median(values[-max(3, values.size // 10):]))
+
+
+def sig_config_batch(table, analysis, ctx, symptoms):
+    """A batch of one or two examples (config): the gradient noise of a single example at a batch LR."""
+    from ntjax.diagnostics.context import _find
+    config = table.meta.get("config") or {}
+    bs = _find(config, ("batch_size", "per_device_train_batch_size", "train_batch_size", "batch"))
+    if not isinstance(bs, (int, float)) or isinstance(bs, bool) or bs <= 0 or bs > 2 * TINY_BATCH:
+        return None
+    return Signal("config_batch_tiny", 1.0 if bs <= TINY_BATCH else 0.5,
+                  f"config batch size {bs:g}: each step follows the gradient of {bs:g} example(s)")
+
+
+def sig_model_tiny(table, analysis, ctx, symptoms):
+    """Few parameters per output unit (config) and a loss that stays a large share of its trivial baseline:
+    the model is too small to fit. Scale-free: parameters per class/vocabulary entry, loss / baseline."""
+    out = ctx.vocab_size or ctx.n_classes
+    base = _baseline(ctx)
+    tr = table.get("train/loss")
+    if not ctx.n_params or not out or base is None or tr is None or len(tr.finite()) < 10:
+        return None
+    per = ctx.n_params / out
+    if per >= PARAMS_PER_OUTPUT_TINY:
+        return None
+    level = _end(tr.finite().value) / base[1]
+    value = min(1.0, math.log(PARAMS_PER_OUTPUT_TINY / per) / math.log(10)) * min(1.0, level / 0.5)
+    return Signal("model_tiny", float(value), f"{ctx.n_params:,} parameters for {out} outputs "
+                  f"({per:.1f} per output) and the train loss ends at {100 * level:.0f}% of {base[0]}")
+
+
+def sig_eval_at_chance(table, analysis, ctx, symptoms):
+    """Eval loss ends at the trivial baseline (ln K / unigram entropy): nothing that generalises was learned."""
+    base = _baseline(ctx)
+    ev = table.get("eval/loss")
+    if base is None or ev is None or len(ev.finite()) < 3:
+        return None
+    e = ev.finite().value
+    end = _end(e)
+    if end < AT_CHANCE * base[1] or float(np.min(e)) < 0.9 * base[1]:
+        return None
+    return Signal("eval_at_chance", 1.0, f"eval loss ends at {fmt(end)} (best {fmt(float(np.min(e)))}), "
+                                         f"{100 * end / base[1]:.0f}% of {base[0]} = {fmt(base[1])}")
+
+
+def sig_eval_tracks_train(table, analysis, ctx, symptoms):
+    """Eval loss within a few percent of train over the run's second half while train fell a lot: no
+    generalisation gap at all (a leak, or plentiful fresh data)."""
+    tr, ev = table.get("train/loss"), table.get("eval/loss")
+    if tr is None or ev is None or len(ev.finite()) < 3 or len(tr.finite()) < 10:
+        return None
+    tr, ev = tr.finite(), ev.finite()
+    t = tr.value
+    if 1 - _end(t) / max(float(np.median(t[:max(1, t.size // 20)])), 1e-12) < 0.3:
+        return None
+    later = ev.step >= ev.step[0] + 0.5 * (ev.step[-1] - ev.step[0])
+    t_at = np.interp(ev.step[later], tr.step, sm.rolling_median(tr.value, sm.smooth_window(len(tr), 0.05)))
+    gap = float(np.median(np.abs(ev.value[later] / np.maximum(t_at, 1e-12) - 1)))
+    if gap > TRACKS_TRAIN:
+        return None
+    return Signal("eval_tracks_train", 1.0, f"eval loss stays within {100 * gap:.0f}% of the train loss over the "
+                                            f"second half while train fell: no generalisation gap at all")
+
+
 SIGNALS: tuple[SignalFn, ...] = (
     sig_trouble, sig_divergence, _from_finding("nan"), _from_finding("spike", "spikes", train_only=True),
     _from_finding("oscillation"), _from_finding("short_warmup"), _from_finding("lr_loss_correlation", "lr_loss_rise"),
@@ -472,6 +556,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     sig_noise, sig_memorise, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
     sig_config_warmup, sig_config_eps, sig_beta2_unstable,
+    sig_config_batch, sig_model_tiny, sig_eval_at_chance, sig_eval_tracks_train,
     *(sig_symptom(s) for s in SYMPTOMS),
 )
 

@@ -5,7 +5,7 @@ x_s in [0, 1] is a signal's strength (`ntjax.diagnostics.evidence`: each a pure 
 numbers and steps). Confidences are the softmax of those log-odds (with "healthy" at 0) at a fitted
 temperature: probabilities that sum to at most 1 over the causes, calibrated on the diagnosis benchmark's
 dev part (`benchmarks/diagnosis/fit_engine.py` fits the priors, weights and temperature into
-`ntjax/core/data/diagnosis_weights.json`). Every point of confidence is a listed contribution; near-ties are
+`ntjax/data/diagnosis_weights.json`). Every point of confidence is a listed contribution; near-ties are
 said, never broken silently; where the evidence a cause needs was not logged, the output says what to log.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ntjax.diagnostics.runtable import RunTable
 
 __all__ = ["Hypothesis", "parse_symptoms", "config_evidence", "rank", "diagnose", "load_weights"]
 
-WEIGHTS_FILE = Path(__file__).parent / "data" / "diagnosis_weights.json"
+WEIGHTS_FILE = Path(__file__).parents[1] / "data" / "diagnosis_weights.json"  # ntjax/data/
 MIN_CONFIDENCE = 0.05  # causes below 5% are not listed
 TIE_MARGIN = 0.05  # two causes within 5 points of confidence are a tie the evidence cannot break
 CONFIDENT = 0.5  # below this, everything missing from the log is asked for
@@ -43,20 +43,21 @@ NEEDS = {"vanishing_gradients": ("layers",), "gradient_explosion": ("grad_norm",
 
 @dataclasses.dataclass
 class Hypothesis:
-    """A possible cause with its confidence, the numbers that support it, the fix and the next command."""
+    """A possible cause with its confidence, the numbers that support it, the fix and the next step (data)."""
 
     cause: str
     confidence: float
     evidence: list[str]
     fix: str
-    next: str
+    next_step: dict  # {"command": "train"|"sweep"|"curves"|..., "args": {...}, "path"?}: the CLI renders it
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields the fix sets
     contributions: list[dict] = dataclasses.field(default_factory=list)
     log_odds: float = 0.0
+    next: str = ""  # the rendered command line, set by the CLI (`ntjax.commands.debug.render_next`)
 
     def to_dict(self) -> dict:
         return {"cause": self.cause, "confidence": round(self.confidence, 3), "evidence": self.evidence,
-                "fix": self.fix, "next": self.next, "log_odds": round(self.log_odds, 2),
+                "fix": self.fix, "next": self.next, "next_step": self.next_step, "log_odds": round(self.log_odds, 2),
                 "contributions": self.contributions}
 
 
@@ -128,16 +129,30 @@ def probabilities(logits: dict[str, float], temperature: float) -> tuple[dict[st
     return dict(zip(names, p[1:].tolist())), float(p[0])
 
 
+def _train(preset: str | None, out: str, **args: Any) -> dict:
+    """A next step that re-trains an ntjax run with `args` changed (flags in this order)."""
+    return {"command": "train", "args": {**({"preset": preset} if preset else {}), **args, "out": out, "yes": True}}
+
+
+def _sweep(param: dict, steps: Any, out: str) -> dict:
+    return {"command": "sweep", "args": {"param": [param], "steps": int(steps), "out": out}}
+
+
+def _curves(source: str) -> dict:
+    return {"command": "curves", "path": source, "args": {}}
+
+
 def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str,
-           signals: frozenset[str] = frozenset()) -> tuple[str, str, dict]:
-    """The concrete fix, the next command (a real ntjax command line) and the config overrides."""
+           signals: frozenset[str] = frozenset()) -> tuple[str, dict, dict]:
+    """The concrete fix, the next step as data ({"command", "args", "path"}: an ntjax command the CLI
+    renders as a command line) and the config overrides."""
     lr = cfg.get("lr")
     lr = lr if isinstance(lr, (int, float)) and lr > 0 else None
     if lr is None:
         lr_s = table.get("train/lr")
         lr = float(np.nanmax(lr_s.value)) if lr_s is not None and len(lr_s.finite()) else None
     steps = cfg.get("steps") or (int(max(s.step[-1] for s in table.series.values())) if table.series else 1000)
-    preset = f" --preset {cfg['preset']}" if cfg.get("preset") else ""
+    preset = cfg.get("preset") or None
     out = f"{source.rstrip('/')}_fix"
     if cfg.get("framework") != "ntjax" and cause in ("lr_too_high", "lr_too_low") and lr:
         # Not an ntjax run: `ntjax train` would train another model. Sweep the LR band the fix points to.
@@ -146,7 +161,7 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str,
             f"peak LR {lr:.3g} -> {lr * 10:.3g}"
         if cause == "lr_too_high":
             fix += f"; warmup {cfg.get('warmup', '?')} -> ~5% of the run; clip grad norm at 1.0"
-        return fix, f"ntjax sweep --param lr=log:{lo:.2g}:{hi:.2g} --steps 300 --out sweeps/lr", {}
+        return fix, _sweep({"name": "lr", "kind": "log", "low": lo, "high": hi}, 300, "sweeps/lr"), {}
     warm = max(100, int(0.05 * steps))
     n = cfg.get("n_params")
     rule = None
@@ -156,59 +171,58 @@ def _fixes(cause: str, cfg: dict[str, Any], table: RunTable, source: str,
     if cause == "lr_too_high" and lr:
         new = rule if rule and lr >= LR_FAR_ABOVE * rule else (lr / 10 if lr >= LR_ABSURD else lr / 5)
         return (f"peak LR {lr:.3g} -> {new:.3g}; warmup {cfg.get('warmup', '?')} -> {warm} steps; clip grad norm "
-                f"at 1.0", f"ntjax train{preset} --lr {new:.3g} --warmup {warm} --out {out} --yes",
-                {"lr": new, "warmup": warm})
+                f"at 1.0", _train(preset, out, lr=new, warmup=warm), {"lr": new, "warmup": warm})
     if cause == "lr_too_low" and lr:
         new = rule if rule and lr <= LR_FAR_BELOW * rule else lr * 10
         return (f"peak LR {lr:.3g} -> {new:.3g} (then confirm with an LR range test)",
-                f"ntjax train{preset} --lr {new:.3g} --out {out} --yes", {"lr": new})
+                _train(preset, out, lr=new), {"lr": new})
     if cause in ("lr_too_high", "lr_too_low"):
         return ("find the LR with a range test, then sweep around it",
-                "ntjax sweep --param lr=log:1e-4:1e-2 --steps 300 --out sweeps/lr", {})
+                _sweep({"name": "lr", "kind": "log", "low": 1e-4, "high": 1e-2}, 300, "sweeps/lr"), {})
     if cause == "insufficient_warmup":
         return (f"warmup {cfg.get('warmup', '?')} -> {warm} steps (~5% of the run)",
-                f"ntjax train{preset} --warmup {warm} --out {out} --yes", {"warmup": warm})
+                _train(preset, out, warmup=warm), {"warmup": warm})
     if cause == "weight_decay":
-        return (f"weight_decay {cfg.get('weight_decay')} -> 0.1", f"ntjax train{preset} --weight-decay 0.1 "
-                f"--out {out} --yes", {"weight_decay": 0.1})
+        return (f"weight_decay {cfg.get('weight_decay')} -> 0.1", _train(preset, out, weight_decay=0.1),
+                {"weight_decay": 0.1})
     if cause == "gradient_explosion":
         return ("clip the global grad norm at 1.0 and lower the LR 2-3x",
-                f"ntjax train{preset} --clip-norm 1.0{f' --lr {lr / 3:.3g}' if lr else ''} --out {out} --yes",
+                _train(preset, out, clip_norm=1.0, **({"lr": lr / 3} if lr else {})),
                 {"clip_norm": 1.0, **({"lr": lr / 3} if lr else {})})
     if cause in ("attention_logit_growth", "output_logit_divergence"):
         return ("normalise queries and keys (QK-norm) and add a small z-loss (1e-4)",
-                f"ntjax train{preset} --qk-norm --z-loss 1e-4 --out {out} --yes", {"z_loss": 1e-4})
+                _train(preset, out, qk_norm=True, z_loss=1e-4), {"z_loss": 1e-4})
     if cause == "numerical_precision":
         return ("compute the loss/softmax in float32, add eps to divisions, skip non-finite updates",
-                f"ntjax train{preset} --on-instability rollback --out {out} --yes", {"on_instability": "rollback"})
+                _train(preset, out, on_instability="rollback"), {"on_instability": "rollback"})
     if cause == "overfitting":
         return ("stop at the best eval step, add weight decay/dropout or more data",
-                f"ntjax sweep --param weight_decay=log:0.01:0.3 --steps {steps} --out sweeps/wd", {})
+                _sweep({"name": "weight_decay", "kind": "log", "low": 0.01, "high": 0.3}, steps, "sweeps/wd"), {})
     if cause == "underfitting":
         return ("a larger model or a longer run; less regularisation",
-                f"ntjax train{preset} --steps {2 * int(steps)} --out {out} --yes", {"steps": 2 * int(steps)})
+                _train(preset, out, steps=2 * int(steps)), {"steps": 2 * int(steps)})
     if cause == "vanishing_gradients":
         return ("check the dead layers' init and residual paths; pre-LN; lower depth or use a higher LR",
-                f"ntjax curves {source}", {})
+                _curves(source), {})
     if cause == "batch_size":
         return ("a larger batch (or gradient accumulation) to cut gradient noise",
-                f"ntjax sweep --param batch_size=choice:16,32,64 --steps {steps} --out sweeps/bs", {})
+                _sweep({"name": "batch_size", "kind": "choice", "values": [16, 32, 64]}, steps, "sweeps/bs"), {})
     if cause == "lr_schedule":
         return ("resume with the checkpoint's optimizer state and schedule position (the step counter and LR "
-                "must continue, not restart)", f"ntjax curves {source}", {})
+                "must continue, not restart)", _curves(source), {})
     if cause == "label_noise":
         return ("check the labels: a sample of (input, label) pairs by eye, label agreement, shuffling that "
-                "moves labels apart from inputs", f"ntjax curves {source}", {})
+                "moves labels apart from inputs", _curves(source), {})
     if cause == "initialization" and "zero_grad_layers" in signals:
         return ("re-initialise the layers whose gradient is exactly 0: all-zero (or constant) weights keep every "
                 "unit identical, and ReLUs pushed negative (a large negative bias) stay dead; use the framework's "
                 "default (Kaiming/Xavier) init, a zero or small positive bias, or leaky ReLU",
-                f"ntjax curves {source}", {})
+                _curves(source), {})
     if cause == "initialization":
         return ("scale the output layer init down (or zero it) so the first loss is about ln(vocab)",
-                f"ntjax curves {source}", {})
+                _curves(source), {})
     return ("check the data pipeline: labels aligned with inputs, shuffling, masking, no duplicated batch",
-            f"ntjax curves {source}", {})
+            _curves(source), {})
 
 
 def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: str,

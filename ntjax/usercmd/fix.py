@@ -137,7 +137,8 @@ def adapt(h, run: UserRun, cfg: dict[str, Any], table, source: str):
     """`h` with its fix and next command made valid for the user's script; `h.overrides` -> the changes."""
     changes = proposal(h.cause, cfg, table)
     if not changes:  # advice with no hyperparameter change: read the curves, never `ntjax train`
-        if h.next.startswith(("ntjax train", "ntjax sweep")):
+        if h.next_step.get("command") in ("train", "sweep"):
+            h.next_step = {"command": "curves", "path": source, "args": {}}
             h.next = f"ntjax curves {source}"
         h.overrides = {}
         return h
@@ -169,6 +170,8 @@ def adapt(h, run: UserRun, cfg: dict[str, Any], table, source: str):
     if "lr" in changes and run.template and "{lr}" in run.template:
         lo, hi = sorted((changes["lr"] / 3, changes["lr"] * 3))
         h.next += f"  | or sweep: ntjax sweep --command '{run.template}' --param lr=log:{lo:.2g}:{hi:.2g}"
+    h.next_step = {"command": "run", "args": {"out": str(new_dir), "yes": True}, "argv": argv,
+                   "cwd": run.cwd, "edit_first": bool(missing) or argv is None}
     h.overrides = {**changes, "_argv": argv, "_missing": missing, "_dir": str(new_dir)}
     return h
 
