@@ -9,7 +9,9 @@
 - TensorBoard: an event file of scalars written by tensorboardX, against TensorBoard's
   `EventAccumulator` (with `size_guidance={"scalars": 0}`, i.e. keeping every point as we do).
 Rounds alternate the two sides and the median round is reported, so a busy machine slows both alike.
-Ratios are ours / baseline: below 1 means ntjax reads faster.
+`*_ratio` fields are ours / baseline (below 1: ntjax reads faster); `*_speedup` fields are the same
+figures the other way up (baseline / ours, the "N x faster" of the issues), and `cpu_*_speedup` the same on
+this process's CPU time, which the other tenants of a shared machine disturb much less.
 """
 from __future__ import annotations
 
@@ -86,19 +88,21 @@ def ours(path: Path) -> int:
     return sum(len(s) for s in table.series.values())
 
 
-def timed(fn, path: Path) -> float:
-    t0 = time.perf_counter()
+def timed(fn, path: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one call (CPU time counts every thread of this process)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn(path)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def side_by_side(path: Path, baseline, rounds: int) -> tuple[float, float]:
-    """Median seconds of ours and of the baseline over alternating rounds."""
+def side_by_side(path: Path, baseline, rounds: int) -> tuple[float, float, float, float]:
+    """Median wall seconds of ours and of the baseline over alternating rounds, then median CPU seconds."""
     a, b = [], []
     for _ in range(rounds):
         a.append(timed(ours, path))
         b.append(timed(baseline, path))
-    return statistics.median(a), statistics.median(b)
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    return med(a, 0), med(b, 0), med(a, 1), med(b, 1)
 
 
 def main() -> None:
@@ -121,9 +125,10 @@ def main() -> None:
         write_events(tmp / "warm", 10)  # imports (TensorFlow for EventAccumulator) are not timed
         ours(tmp / "warm")
         tensorboard_baseline(tmp / "warm")
-        jsonl_s, json_s = side_by_side(tmp / "metrics.jsonl", json_baseline, args.rounds)
-        csv_s, csv_base_s = side_by_side(tmp / "metrics.csv", csv_baseline, args.rounds)
-        tb_s, ea_s = side_by_side(tmp / "tb", tensorboard_baseline, args.rounds)
+        load_before = os.getloadavg()
+        jsonl_s, json_s, jsonl_c, json_c = side_by_side(tmp / "metrics.jsonl", json_baseline, args.rounds)
+        csv_s, csv_base_s, csv_c, csv_base_c = side_by_side(tmp / "metrics.csv", csv_baseline, args.rounds)
+        tb_s, ea_s, tb_c, ea_c = side_by_side(tmp / "tb", tensorboard_baseline, args.rounds)
         result = {
             "jsonl_rows": args.rows, "jsonl_mb": round((tmp / "metrics.jsonl").stat().st_size / 2**20, 1),
             "jsonl_s": round(jsonl_s, 3), "json_baseline_s": round(json_s, 3), "jsonl_ratio": round(jsonl_s / json_s, 3),
@@ -131,6 +136,10 @@ def main() -> None:
             "csv_baseline_s": round(csv_base_s, 3), "csv_ratio": round(csv_s / csv_base_s, 3),
             "tb_scalars": args.tb_scalars, "tb_s": round(tb_s, 3), "event_accumulator_s": round(ea_s, 3),
             "tb_ratio": round(tb_s / ea_s, 3), "rounds": args.rounds,
+            "jsonl_speedup": round(json_s / jsonl_s, 2), "csv_speedup": round(csv_base_s / csv_s, 2),
+            "tb_speedup": round(ea_s / tb_s, 2), "cpu_jsonl_speedup": round(json_c / jsonl_c, 2),
+            "cpu_csv_speedup": round(csv_base_c / csv_c, 2), "cpu_tb_speedup": round(ea_c / tb_c, 2),
+            "load_average": [round(x, 2) for x in load_before] + [round(x, 2) for x in os.getloadavg()],
         }
     if args.json:
         print(json.dumps(result))

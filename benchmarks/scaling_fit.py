@@ -62,17 +62,21 @@ def main() -> None:
     if args.quick:
         starts = starts[::10]
 
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     fit.fit_power_sum(logx, pts.loss, starts)
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, ours_f, _ = fit.fit_power_sum(logx, pts.loss, starts)
-    ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _, scipy_f = scipy_loop(starts, logx, np.log(pts.loss))
-    baseline = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    ours_x, ours_f, _ = fit.fit_power_sum(logx, pts.loss, starts)
+    ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    scipy_x, scipy_f = scipy_loop(starts, logx, np.log(pts.loss))
+    baseline, baseline_cpu = time.perf_counter() - t0, time.process_time() - c0
     out = {"starts": int(len(starts)), "points": len(pts), "vmapped_s": ours, "vmapped_first_call_s": first,
-           "scipy_loop_s": baseline, "ratio": baseline / ours, "vmapped_objective": ours_f,
+           "scipy_loop_s": baseline, "ratio": baseline / ours, "vmapped_cpu_s": ours_cpu,
+           "scipy_loop_cpu_s": baseline_cpu, "cpu_ratio": baseline_cpu / ours_cpu,
+           "vmapped_params": [float(v) for v in ours_x], "scipy_params": [float(v) for v in scipy_x],
+           "load_average_before": list(load_before), "vmapped_objective": ours_f,
            "scipy_objective": scipy_f, "epoch_objective": 0.0010182740,
            "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()}
     if args.json:

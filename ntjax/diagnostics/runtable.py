@@ -101,7 +101,11 @@ def make_series(name: str, step: Iterable, value: Iterable, time: Iterable | Non
     value_a = np.asarray(value, dtype=np.float64)
     time_a = np.full(step_a.shape, np.nan) if time is None else np.asarray(time, dtype=np.float64)
     keep = np.isfinite(step_a)
-    step_a, value_a, time_a = step_a[keep].astype(np.int64), value_a[keep], time_a[keep]
+    if not keep.all():
+        step_a, value_a, time_a = step_a[keep], value_a[keep], time_a[keep]
+    step_a = step_a.astype(np.int64)
+    if step_a.size and bool(np.all(step_a[1:] > step_a[:-1])):  # the usual log: already in order, no repeats
+        return Series(name=name, original=original or name, step=step_a, value=value_a, time=time_a)
     # Last write wins for a repeated step (resumed runs re-log steps): stable sort, then take the
     # last index of each step.
     order = np.argsort(step_a, kind="stable")

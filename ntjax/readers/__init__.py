@@ -191,7 +191,7 @@ def _read_file(path: str, source: str | None = None) -> RunTable:
     """One log file, its family sniffed from its first bytes."""
     source = source or path
     data = _read_bytes(path)
-    if not data.strip():
+    if not data[:HEAD_BYTES].strip() and not data.strip():  # (the head first: no copy of a large log)
         raise fail(path, "the file is empty")
     name = os.path.basename(path)
     kind = sniff(data[:HEAD_BYTES], name)
@@ -216,6 +216,8 @@ def _read_file(path: str, source: str | None = None) -> RunTable:
 def _read_json(source: str, data: bytes, name: str) -> RunTable:
     """A whole JSON document (trainer_state, W&B summary, list of rows), else JSON lines."""
     try:
+        if _first_line_is_whole(data):  # JSON lines: no need to decode the whole file to find out
+            raise ValueError("JSON lines")
         doc = json.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
     except (ValueError, RecursionError):
         if b'"log_history"' in data[:HEAD_BYTES]:  # a torn trainer_state.json: read what is whole
@@ -229,6 +231,19 @@ def _read_json(source: str, data: bytes, name: str) -> RunTable:
         return read_json_document(source, doc, fmt="wandb", meta={"summary": doc})
     fmt = "wandb" if name == "wandb-history.jsonl" else "ntjax-jsonl" if name == rf.METRICS_FILE else "jsonl"
     return read_json_document(source, doc, fmt=fmt)
+
+
+def _first_line_is_whole(data: bytes) -> bool:
+    """The first line is a complete JSON value with more text after it: JSON lines, never one document
+    (which `json.loads` would reject as extra data anyway)."""
+    end = data.find(b"\n")
+    if end < 0 or not data[end:end + HEAD_BYTES].strip():
+        return False
+    try:
+        json.loads(data[:end])
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _non_empty(table: RunTable, path: str) -> RunTable:

@@ -74,7 +74,8 @@ def build_table(source: str, fmt: str, chunks: Chunks, problems: list[str] | Non
     into one curve: the one with more points takes the normalised name, the others keep their own.
     """
     table = RunTable(source=source, format=fmt, problems=list(problems or []), meta=dict(meta or {}))
-    merged = {raw: tuple(np.concatenate([p[i] for p in parts]) for i in range(3)) for raw, parts in chunks.items()}
+    merged = {raw: parts[0] if len(parts) == 1 else tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+              for raw, parts in chunks.items()}
     by_name: dict[str, list[str]] = {}
     for raw, (step, _, _) in merged.items():
         if step.size:

@@ -16,6 +16,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from ntjax.readers import columnar
 from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, one_float, add_chunk, build_table, pick_key
 from ntjax.readers.jsonl import _capped
 from ntjax.diagnostics.runtable import RunTable
@@ -103,8 +104,8 @@ def _metric_name(column: str, fmt: str, file_name: str) -> str | None:
 def read_delimited(source: str, text: str) -> RunTable:
     """A CSV/TSV log as one RunTable; rows with the wrong number of fields are reported and skipped.
 
-    A dense all-numeric file (the large case) is parsed by numpy's C `loadtxt` in one call; anything
-    else (sparse Lightning rows, quoted cells, repeated headers, torn rows) goes through the csv module.
+    A dense file (the large case: every row full width, numbers or empty cells) is parsed in one call
+    (polars, or numpy's `loadtxt` when small); anything else (sparse Lightning rows, quoted cells, repeated headers, torn rows) goes through the csv module.
     """
     text = text.replace("\x00", "").lstrip("\r\n\t ")
     header_line, _, body = text.partition("\n")
@@ -116,21 +117,30 @@ def read_delimited(source: str, text: str) -> RunTable:
     bad: list[str] = []
     dense = _dense(body, delim, len(header)) if header and f"\n{header[0]}{delim}" not in body else None
     if dense is not None:
-        _add_columns(header, [(c, np.ones(c.shape, bool)) for c in dense.T], 0, fmt, file_name, chunks)
+        _add_columns(header, dense, 0, fmt, file_name, chunks)
     else:
         _read_rows(text, delim, fmt, file_name, chunks, bad)
     return build_table(source, fmt, chunks, _capped(bad, "bad rows"), {"delimiter": delim})
 
 
-def _dense(body: str, delim: str, width: int) -> np.ndarray | None:
-    """The data rows as a float matrix when every cell is a number, else None."""
+def _dense(body: str, delim: str, width: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The data rows as `width` (values, present) columns when every row has `width` numeric or empty
+    cells, else None. Large bodies go to polars (`columnar.dense_csv_columns`), small ones to numpy's C
+    `loadtxt` (every cell a number)."""
+    columns = columnar.dense_csv_columns(body, delim, width)
+    if columns is not None:
+        return columns
+    if len(body) >= columnar.MIN_FAST_BYTES:
+        return None  # polars said no: not dense, the csv module path reports why
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             matrix = np.loadtxt(io.StringIO(body), delimiter=delim, dtype=np.float64, ndmin=2, comments=None)
     except (ValueError, IndexError):
         return None
-    return matrix if matrix.shape[1:] == (width,) and matrix.shape[0] else None
+    if matrix.shape[1:] != (width,) or not matrix.shape[0]:
+        return None
+    return [(c, np.ones(c.shape, bool)) for c in matrix.T]
 
 
 def _read_rows(text: str, delim: str, fmt: str, file_name: str, chunks: Chunks, bad: list[str]) -> None:

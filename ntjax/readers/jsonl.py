@@ -1,7 +1,8 @@
 """JSON lines (ntjax `metrics.jsonl`, W&B `wandb-history.jsonl`, any step-keyed dicts) and whole JSON
 documents (a list of row dicts, a dict of columns, a W&B summary).
 
-Parsing joins a block of lines into one JSON array and decodes it in one C call; only a block that
+A clean file is parsed column-wise by polars (`columnar.jsonl_columns`). Anything else takes the row
+path: it joins a block of lines into one JSON array and decodes it in one C call; only a block that
 fails (a torn last line, junk) is re-read line by line to find and report the bad lines.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 
 import numpy as np
 
+from ntjax.readers import columnar
 from ntjax.readers.columns import STEP_KEYS, Chunks, add_chunk, build_table, pick_key, to_floats
 from ntjax.readers.rows import rows_to_chunks
 from ntjax.diagnostics.runtable import RunTable
@@ -87,6 +89,13 @@ def is_ntjax(rows: list[dict]) -> bool:
 
 def read_jsonl(source: str, data: bytes, fmt: str | None = None) -> RunTable:
     """A JSONL file of step-keyed dicts; `fmt` defaults to ntjax-jsonl or jsonl by content."""
+    fast = columnar.jsonl_columns(data)
+    if fast is not None:
+        columns, n = fast
+        fmt = fmt or ("ntjax-jsonl" if columnar.is_ntjax_columns(columns) else "jsonl")
+        chunks: Chunks = {}
+        step_key = columnar.columns_to_chunks(columns, n, chunks)
+        return build_table(source, fmt, chunks, [], _step_meta(step_key, n, {}))
     rows, problems = parse_lines(data)
     fmt = fmt or ("ntjax-jsonl" if is_ntjax(rows) else "jsonl")
     return rows_table(source, fmt, rows, problems)
@@ -96,12 +105,17 @@ def rows_table(source: str, fmt: str, rows: list[dict], problems: list[str], met
     """A RunTable from parsed rows (shared by JSONL, JSON lists and W&B history)."""
     chunks: Chunks = {}
     step_key = rows_to_chunks(rows, chunks)
+    return build_table(source, fmt, chunks, problems, _step_meta(step_key, len(rows), meta))
+
+
+def _step_meta(step_key: str | None, n_rows: int, meta: dict | None) -> dict:
+    """`meta` plus where the steps came from: the step key, or row order when there is none."""
     meta = dict(meta or {})
-    if step_key is None and rows:
+    if step_key is None and n_rows:
         meta["step_from"] = "row order (no step key found)"
     elif step_key is not None:
         meta["step_key"] = step_key
-    return build_table(source, fmt, chunks, problems, meta)
+    return meta
 
 
 def read_json_document(source: str, doc: object, fmt: str = "jsonl", meta: dict | None = None) -> RunTable:

@@ -35,6 +35,12 @@ ONE_VAR_GRID = {"log_E": np.arange(-1.0, 1.01, 0.5), "log_A": np.arange(0.0, 25.
                 "k": np.array([0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0])}
 POLISH_TOP = 16
 STAGE1_ITERS = 60  # enough to rank the basins; the Huber tail converges slowly, so polishing does the rest
+# Halvings per line search in the float32 pass. Under vmap every lane waits for the lane that halves
+# most, so a few far-off starts overshooting (quasi-Newton steps are huge where the Huber loss is linear)
+# set everyone's pace; a lane that still finds no decrease after 6 halvings just stops where it is. On
+# the Chinchilla grid this ran the pass 2.8x faster than 40 halvings, to the same polished optimum bit
+# for bit (measured).
+STAGE1_BACKTRACKS = 6
 
 
 def power_sum_value_and_grad(theta: jax.Array, logx_TxN: jax.Array, log_loss_N: jax.Array,
@@ -60,25 +66,27 @@ def power_sum_value_and_grad(theta: jax.Array, logx_TxN: jax.Array, log_loss_N: 
     return value, grad
 
 
-@functools.partial(jax.jit, static_argnames=("delta", "max_iter", "ftol", "gtol"))
+@functools.partial(jax.jit, static_argnames=("delta", "max_iter", "ftol", "gtol", "max_backtracks"))
 def _minimize_batch(theta0_SxP: jax.Array, logx_TxN: jax.Array, log_loss_N: jax.Array, weights_SxN: jax.Array,
-                    *, delta: float, max_iter: int, ftol: float, gtol: float) -> lbfgs.LbfgsResult:
+                    *, delta: float, max_iter: int, ftol: float, gtol: float,
+                    max_backtracks: int) -> lbfgs.LbfgsResult:
     def one(theta0: jax.Array, weights_N: jax.Array) -> lbfgs.LbfgsResult:
         vg = lambda th: power_sum_value_and_grad(th, logx_TxN, log_loss_N, weights_N, delta)
-        return lbfgs.minimize(vg, theta0, max_iter=max_iter, ftol=ftol, gtol=gtol)
+        return lbfgs.minimize(vg, theta0, max_iter=max_iter, ftol=ftol, gtol=gtol, max_backtracks=max_backtracks)
     return jax.vmap(one)(theta0_SxP, weights_SxN)
 
 
 def minimize_starts(theta0_SxP: np.ndarray, logx_TxN: np.ndarray, log_loss_N: np.ndarray,
                     weights_SxN: np.ndarray | None = None, *, delta: float = HUBER_DELTA, x64: bool = True,
-                    max_iter: int = 1000, ftol: float = 1e-13, gtol: float = 1e-12) -> tuple[np.ndarray, ...]:
+                    max_iter: int = 1000, ftol: float = 1e-13, gtol: float = 1e-12,
+                    max_backtracks: int = 40) -> tuple[np.ndarray, ...]:
     """Run L-BFGS from every row of `theta0_SxP` at once; returns (theta_SxP, objective_S, iterations_S)."""
     s, n = theta0_SxP.shape[0], log_loss_N.shape[0]
     weights = np.ones((s, n)) if weights_SxN is None else weights_SxN
     dtype = np.float64 if x64 else np.float32
     with jax.enable_x64(x64):
         res = _minimize_batch(*(jnp.asarray(a, dtype) for a in (theta0_SxP, logx_TxN, log_loss_N, weights)),
-                              delta=delta, max_iter=max_iter, ftol=ftol, gtol=gtol)
+                              delta=delta, max_iter=max_iter, ftol=ftol, gtol=gtol, max_backtracks=max_backtracks)
         return np.asarray(res.x, np.float64), np.asarray(res.value, np.float64), np.asarray(res.iterations)
 
 
@@ -94,7 +102,7 @@ def fit_power_sum(logx_TxN: np.ndarray, loss_N: np.ndarray, starts_SxP: np.ndarr
     log_loss = np.log(np.asarray(loss_N, np.float64))
     logx = np.asarray(logx_TxN, np.float64)
     theta, value, _ = minimize_starts(starts_SxP, logx, log_loss, delta=delta, x64=False, max_iter=STAGE1_ITERS,
-                                      ftol=1e-6, gtol=1e-9)
+                                      ftol=1e-6, gtol=1e-9, max_backtracks=STAGE1_BACKTRACKS)
     value = np.where(np.isfinite(value) & np.all(np.isfinite(theta), axis=1), value, np.inf)
     best = np.argsort(value)[:POLISH_TOP]
     seeds = np.concatenate([theta[best], starts_SxP[best]])  # also restart the raw starts in float64
