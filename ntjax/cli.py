@@ -33,6 +33,15 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
 
 
+def add_trust_flags(parser: argparse.ArgumentParser, spec: bool = True) -> None:
+    """`--trust-run-code` (and `--spec` where the command has none): a run folder's spec is imported only
+    when the user names it or trusts the folder (see ntjax.core.trust)."""
+    if spec:
+        parser.add_argument("--spec", help="the spec file the run was trained with: naming it allows importing it")
+    parser.add_argument("--trust-run-code", action="store_true",
+                        help="import the spec a run folder's config.json names without naming it (runs its code)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntjax", description="neural-trainer: train, read, diagnose, "
                                      "sweep and scale neural-network training runs.")
@@ -57,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     as_json = getattr(args, "json", False)
     real_stdout = sys.stdout
+    from ntjax.core import trust
+    from ntjax.core.faults import disk_full
+
+    trust.configure([getattr(args, "spec", None)], getattr(args, "trust_run_code", False))
     try:
         # With --json, anything a library prints goes to stderr so stdout holds exactly one object.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
@@ -75,7 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ntjax {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # user code (a spec) called sys.exit(): say so instead of vanishing with its code
+        print(f"ntjax {args.command}: error: user code called sys.exit({e.code!r}); stopped", file=sys.stderr)
+        return 2
     except Exception as e:  # an unexpected failure: one line unless asked for the traceback
+        full = disk_full(e)
+        if full:
+            print(f"ntjax {args.command}: error: {full}", file=sys.stderr)
+            return 2
         if os.environ.get("NTJAX_TRACEBACK"):
             raise
         print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "

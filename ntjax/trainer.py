@@ -19,11 +19,12 @@ import numpy as np
 
 from ntjax.core import config as config_lib
 from ntjax.core import runfolder
-from ntjax.core.checkpoint import Checkpoints
+from ntjax.core.checkpoint import Checkpoints, restore_newest_good
 from ntjax.core.config import TrainConfig
 from ntjax.core.flops import device_peak_flops, flops_per_token
 from ntjax.core.host_metrics import device_memory_mb, host_rss_mb, speed_metrics
 from ntjax.core.logger import MetricLogger, check_writable, truncate_after
+from ntjax.core.runlock import RunLock
 from ntjax.core.sharding import abstract, for_run, place, place_batch, start_distributed
 from ntjax.core.state import build_state, evaluate
 from ntjax.core.step import TrainState, gradient_parts, make_eval_step, make_train_step
@@ -82,6 +83,16 @@ class Trainer:
         if cfg.mesh and start_distributed() and jax.process_index() > 0:
             self.out = self.out / f"process_{jax.process_index()}"  # one writer per log; process 0 has the run's
         check_writable(self.out)
+        self.lock = RunLock(self.out).acquire()  # one writer per run folder: a second one is refused here
+        self.keep_lock = False  # `train()` keeps it past `run()` to write the report
+        try:
+            self._setup(cfg, checkpoint_dir, on_eval, progress, callback, console)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, cfg: TrainConfig, checkpoint_dir: Path, on_eval: Callable | None, progress: bool,
+               callback: Callable | None, console: Any) -> None:
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
         resuming = Checkpoints.has_any(checkpoint_dir)
@@ -123,7 +134,9 @@ class Trainer:
             truncate_after(self.out / runfolder.METRICS_FILE, 0)
             return None
         _check_resume(self.out, self.cfg)
-        state, meta = self.ckpts.restore(step, abstract(self.state))
+        step, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
+        for message in skipped:
+            self._warn(message)
         self.state, self.meta = state, {**self.meta, **meta}
         truncate_after(self.out / runfolder.METRICS_FILE, step)
         return step
@@ -168,6 +181,7 @@ class Trainer:
             m["train/gns_b_simple"] = self.noise.update(m.pop("gns/small_sq"), m.pop("gns/big_sq"))
         m["train/nonfinite"] = float(m["train/nonfinite"])
         self.logger.log(step, m)
+        self._last_logged = step
         for event in self.watch.update(step, m):
             self._warn(event.message)
         return m
@@ -191,6 +205,8 @@ class Trainer:
             self.ckpts.save(start, self.state, self.meta)  # something to roll back to
         bar = ProgressBar(self.progress, cfg.steps, start, self.console)
         pending: _Pending | None = None
+        queued: _Pending | None = None
+        self._last_logged = start
         try:
             i = start
             while i < cfg.steps:
@@ -227,11 +243,36 @@ class Trainer:
                         self.ckpts.save(step, self.state, self.meta, ev)
                     self._clock = time.time()  # eval and saving are not training time
                 i += 1
+        except KeyboardInterrupt:
+            bar.close()
+            self._save_on_interrupt([self.state] + [p.state_before for p in (pending, queued) if p is not None])
+            raise
         finally:
             bar.close()
             self.ckpts.close()
             self.logger.close()
+            if not self.keep_lock:
+                self.lock.release()
         return self._result(last, diverged, time.time() - t0, start)
+
+    def _save_on_interrupt(self, candidates: list[TrainState]) -> None:
+        """Ctrl-C: save the state of the last logged step (so a resume logs every step once), waiting at
+        most INTERRUPT_SAVE_S; a second Ctrl-C abandons the save (the previous checkpoint stays usable)."""
+        from ntjax.core.interrupt import save_within
+
+        step = self._last_logged
+        state = next((s for s in candidates if int(s.step) == step), None)
+        latest = self.ckpts.latest_step()
+        if state is None or step <= (latest or 0):
+            where = f"checkpoint {latest}" if latest else "the start"
+            self._warn(f"interrupted at step {step}: nothing new to save; a re-run resumes from {where}")
+            return
+        saved = save_within(lambda: (self.ckpts.save(step, state, self.meta), self.ckpts.wait()))
+        if saved:
+            self._warn(f"interrupted: saved a checkpoint at step {step}; re-run the same command to resume")
+        else:
+            self._warn(f"interrupted: the checkpoint of step {step} did not finish in time; a re-run resumes "
+                       f"from {f'checkpoint {latest}' if latest else 'the start'}")
 
     def _judge(self, item: "_Pending", m: dict[str, float]) -> str:
         """What to do after a step: continue, stop, or roll back (per `on_instability`)."""
@@ -254,8 +295,9 @@ class Trainer:
             self._event(bad_step, "rollback_cap", f"{self.meta['rollbacks']} rollbacks already: giving up")
             return -1
         self.ckpts.wait()
-        good = self.ckpts.latest_step()
-        state, meta = self.ckpts.restore(good, abstract(self.state))
+        good, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
+        for message in skipped:
+            self._warn(message)
         skip = bad_step - good
         self.meta = {**meta, "rollbacks": self.meta["rollbacks"] + 1,
                      "lr_factor": self.meta["lr_factor"] * self.cfg.rollback_lr_factor,
@@ -295,10 +337,51 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
 
     `on_eval(step, metrics)` is called after each evaluation (a sweep raises from it to prune a trial).
     """
-    result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console).run()
-    if report:
-        write_run_report(result)
-    return result
+    trainer = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console)
+    trainer.keep_lock = True  # the report is written under the same lock
+    try:
+        if trainer.resumed_from is not None and trainer.resumed_from >= trainer.cfg.steps:
+            # Already finished: report what it did, never overwrite its report with an empty re-run.
+            trainer.ckpts.close()
+            trainer.logger.close()
+            result = finished_result(trainer)
+            trainer._warn(f"{trainer.out} already finished its {trainer.cfg.steps} steps: nothing to train "
+                          "(pass a larger --steps to continue it)")
+            if report and not (Path(trainer.out) / runfolder.REPORT_FILE).exists():
+                write_run_report(result)
+            return result
+        result = trainer.run()
+        if report:
+            write_run_report(result)
+        return result
+    finally:
+        trainer.lock.release()
+
+
+def finished_result(trainer: Trainer) -> TrainResult:
+    """The result of a run that had already finished, read back from its own metrics.jsonl."""
+    from ntjax.readers import read_run
+
+    table = read_run(trainer.out / runfolder.METRICS_FILE)
+
+    def values(name: str) -> tuple[np.ndarray, np.ndarray]:
+        s = table.get(name)
+        return (s.step, s.value) if s is not None and len(s) else (np.zeros(0), np.zeros(0))
+
+    _, train_loss = values("train/loss")
+    eval_steps, eval_loss = values("eval/loss")
+    history = [(int(s), float(v)) for s, v in zip(eval_steps, eval_loss)]
+    best = min(history, key=lambda e: e[1], default=(None, math.nan))
+    _, speed = values("train/tokens_per_s")
+    time_s = table.get("train/loss")
+    wall = float(time_s.time[-1] - time_s.time[0]) if time_s is not None and len(time_s) > 1 else 0.0
+    events = [dataclasses.asdict(e) for e in trainer.watch.events]
+    return TrainResult(out_dir=trainer.out, final_step=int(trainer.state.step),
+                       final_train_loss=float(train_loss[-1]) if len(train_loss) else math.nan,
+                       best_eval_loss=best[1], best_eval_step=best[0], diverged=False, eval_history=history,
+                       events=events, tokens_per_s=float(np.median(speed[1:] if len(speed) > 1 else speed))
+                       if len(speed) else 0.0, wall_s=wall if math.isfinite(wall) else 0.0,
+                       resumed_from=trainer.resumed_from)
 
 
 def write_run_report(result: TrainResult) -> Path:

@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_trust_flags
 from ntjax.errors import NtjaxError
 from ntjax.core import runfolder as rf
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="a run folder or log file (any supported format)")
     p.add_argument("--symptom", metavar="TEXT", help='what you see, e.g. "loss stuck at 2.3", "NaN at step 2k"')
     p.add_argument("--fix", action="store_true", help="re-run a short training with the top fix and compare")
+    add_trust_flags(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 

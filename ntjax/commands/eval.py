@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_trust_flags
 from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
 
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="evaluate a PyTorch state_dict CHECKPOINT with the model this function builds")
     p.add_argument("--seq-len", type=int, default=128, help="context length for --torch-model (default 128)")
     p.add_argument("--out", help="folder for the report and plots (default: the run folder)")
+    add_trust_flags(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 

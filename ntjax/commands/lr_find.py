@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_trust_flags
 from ntjax.diagnostics.lr_range import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
 
 DEFAULT_MIN_LR = 1e-6  # below this AdamW barely moves a transformer: steps spent there are wasted
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop when the smoothed loss exceeds this multiple of its minimum (default 4)")
     p.add_argument("--beta", type=float, help="EMA factor (default: averages ~5%% of the steps)")
     p.add_argument("--out", help="folder for the plot and lr_find.json (default runs/lr-find)")
+    add_trust_flags(p, spec=False)
     add_json_flag(p)
     p.set_defaults(run=run)
 

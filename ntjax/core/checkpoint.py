@@ -75,3 +75,26 @@ class Checkpoints:
     def close(self) -> None:
         self._mgr.wait_until_finished()
         self._mgr.close()
+
+
+def restore_newest_good(ckpts: Checkpoints, target: Any, steps: list[int] | None = None
+                        ) -> tuple[int, Any, dict[str, Any], list[str]]:
+    """(step, state, meta, skipped) from the newest of `steps` (default: all) that restores; one line per
+    corrupt checkpoint passed over, saying which and why. Raises NtjaxError when none restores."""
+    steps = sorted(ckpts.steps() if steps is None else steps, reverse=True)
+    skipped: list[str] = []
+    for step in steps:
+        try:
+            state, meta = ckpts.restore(step, target)
+        except NtjaxError:
+            raise
+        except Exception as e:  # a torn or tampered checkpoint: orbax/tensorstore raise many kinds
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
+            skipped.append(f"checkpoint {step} in {ckpts.directory} is unreadable ({why}); skipped it")
+            continue
+        if skipped:
+            skipped.append(f"using checkpoint {step}, the newest readable one")
+        return step, state, meta, skipped
+    if not steps:
+        raise NtjaxError(f"{ckpts.directory} holds no complete checkpoint")
+    raise NtjaxError(f"no checkpoint in {ckpts.directory} is readable: {skipped[0]}")
