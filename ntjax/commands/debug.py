@@ -74,6 +74,15 @@ def apply_fix(run_dir: Path, hypothesis, before_table) -> dict:
             "diverged": bool(result.diverged)}
 
 
+def _check_trusted(run_dir: Path) -> None:
+    """--fix trains the run's config: refuse before anything else if that imports a spec nobody named."""
+    from ntjax.core.trust import check_spec
+
+    spec = ((rf.read_config_dict(run_dir) or {}).get("train") or {}).get("spec")
+    if spec:
+        check_spec(spec)
+
+
 def human(data: dict) -> str:
     lines = [f"== {data['source']} ({data['format']})", f"curves: {data['verdict']}"]
     if data["symptoms"]:
@@ -107,6 +116,7 @@ def run(args: argparse.Namespace) -> Result:
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
             "findings": [f.to_dict() for f in analysis.findings]}
     if args.fix:
+        _check_trusted(Path(args.path))
         if not hypotheses:
             raise NtjaxError("--fix: no cause found to fix (the curves look healthy)")
         top = next((h for h in hypotheses if h.overrides), hypotheses[0])
