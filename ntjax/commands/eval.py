@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ntjax.core.safefile import save_figure
 from ntjax.cli import Result, add_json_flag, add_trust_flags
 from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
@@ -187,7 +188,7 @@ def plot_comparison(out: dict[str, Any], path: Path) -> Path:
     ax.set_title("eval loss by checkpoint")
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 
