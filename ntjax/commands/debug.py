@@ -85,6 +85,9 @@ def _check_trusted(run_dir: Path) -> None:
 
 def human(data: dict) -> str:
     lines = [f"== {data['source']} ({data['format']})", f"curves: {data['verdict']}"]
+    if data.get("problems"):  # what could not be read was skipped, not fatal: say so
+        lines.append("skipped while reading: " + "; ".join(data["problems"][:3])
+                     + (f" (+{len(data['problems']) - 3} more)" if len(data["problems"]) > 3 else ""))
     if data["symptoms"]:
         lines.append("symptoms: " + ", ".join(data["symptoms"]))
     if not data["hypotheses"]:
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> Result:
     hypotheses = rank(table, analysis, symptoms, args.path)
     data = {"source": table.source, "format": table.format, "symptoms": sorted(symptoms),
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
-            "findings": [f.to_dict() for f in analysis.findings]}
+            "findings": [f.to_dict() for f in analysis.findings], "problems": list(table.problems)}
     if args.fix:
         _check_trusted(Path(args.path))
         if not hypotheses:
