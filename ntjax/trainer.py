@@ -21,6 +21,7 @@ from ntjax.core import config as config_lib
 from ntjax.core import runfolder
 from ntjax.core.checkpoint import Checkpoints, restore_newest_good
 from ntjax.core.config import TrainConfig
+from ntjax.core.faults import disk_full
 from ntjax.core.flops import device_peak_flops, flops_per_token
 from ntjax.core.host_metrics import device_memory_mb, host_rss_mb, speed_metrics
 from ntjax.core.logger import MetricLogger, check_writable, truncate_after
@@ -337,6 +338,18 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
 
     `on_eval(step, metrics)` is called after each evaluation (a sweep raises from it to prune a trial).
     """
+    try:
+        return _train(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console,
+                      report=report)
+    except Exception as e:
+        full = disk_full(e, where=Path(out_dir).absolute())
+        if full:  # one line naming the folder, not orbax's wall of nested tracebacks
+            raise NtjaxError(full) from None
+        raise
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None, progress: bool,
+           callback: Callable | None, console: Any, report: bool) -> TrainResult:
     trainer = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console)
     trainer.keep_lock = True  # the report is written under the same lock
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from ntjax.core.faults import quiet_disk_full_logs
 from ntjax.errors import NtjaxError
 
 EVAL_METRIC = "eval/loss"
@@ -38,6 +39,7 @@ class Checkpoints:
             enable_async_checkpointing=async_save, create=not read_only, read_only=read_only,
             cleanup_tmp_directories=not read_only,  # a save a kill interrupted leaves a temp folder
         )
+        quiet_disk_full_logs()  # a full disk is reported once by the CLI, not by every orbax thread
         self._mgr = ocp.CheckpointManager(self.directory, options=options)
 
     @staticmethod
