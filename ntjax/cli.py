@@ -88,6 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ntjax {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.filename is None and not disk_full(e):
+            if os.environ.get("NTJAX_TRACEBACK"):
+                raise
+            print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "
+                  "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
+            return 1
+        # A path the user gave that cannot be written or read (read-only, a file where a folder is needed).
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            why = f"cannot create {e.filename}: a file is in the way where a folder is needed"
+        else:
+            why = disk_full(e) or f"cannot write or read {e.filename}: {e.strerror or e}"
+        print(f"ntjax {args.command}: error: {why}", file=sys.stderr)
+        return 2
     except SystemExit as e:  # user code (a spec) called sys.exit(): say so instead of vanishing with its code
         print(f"ntjax {args.command}: error: user code called sys.exit({e.code!r}); stopped", file=sys.stderr)
         return 2

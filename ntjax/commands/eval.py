@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> Result:
         raise NtjaxError("missing CHECKPOINT (a run folder or RUN/checkpoints/STEP), or --forgetting BASE TUNED")
     if args.torch_model:
         return run_torch(args)
+    if args.batches is not None and args.batches < 1:
+        raise NtjaxError(f"--batches must be at least 1 (got {args.batches})")
     if args.step is not None and args.best:
         raise NtjaxError("--step and --best name different checkpoints; give one")
     return run_eval(args)

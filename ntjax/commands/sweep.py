@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> Result:
     out = Path(args.out)
     if args.workers < 1 or (args.max_runs is not None and args.max_runs < 1):
         raise NtjaxError("--workers and --max-runs must be at least 1")
+    if args.max_time is not None and not args.max_time > 0:
+        raise NtjaxError(f"--max-time must be a positive number of seconds (got {args.max_time:g})")
     recipe = build_recipe(args, out)
     console = Console(stderr=True)
     storage = args.storage or default_storage(out)
