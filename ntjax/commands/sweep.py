@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_trust_flags
 from ntjax.core import runfolder as rf
 
 DEFAULT_MAX_RUNS = 8
@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--heartbeat", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    add_trust_flags(p, spec=False)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -161,14 +162,15 @@ def run(args: argparse.Namespace) -> Result:
     if stored_recipe.strategy == "grid":
         n = space.grid_size(space.grid(stored_recipe.space(), stored_recipe.grid_points))
         max_runs = min(args.max_runs or n, n)
+    from ntjax.sweep.secret_url import mask
     console.print(f"[bold]ntjax sweep[/] → {out}: {plan_line(stored_recipe, max_runs)}, {args.workers} worker(s), "
-                  f"storage {storage}")
+                  f"storage {mask(storage)}")
     started = time.time()
     study, recipe, lost = run_sweep(recipe, out, storage, name, max_runs=max_runs, max_time=args.max_time,
                                     workers=args.workers, heartbeat_s=args.heartbeat,
                                     say=lambda s: console.print(s, highlight=False, markup=False))
     data = results.summary(study, recipe.metric)
-    data.update({"out_dir": str(out), "storage": storage, "study_name": name, "strategy": recipe.strategy,
+    data.update({"out_dir": str(out), "storage": mask(storage), "study_name": name, "strategy": recipe.strategy,
                  "lost_trials": lost, "wall_s": time.time() - started})
     if args.sensitivity:
         data["sensitivity"] = sensitivity_of(study, recipe)

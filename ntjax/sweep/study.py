@@ -161,7 +161,7 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
     """Trials that used (or are using) a slot: finished ones, running ones, and failures with a known
     reason. A trial lost with its worker (FAIL, no reason) does not count: it is retried instead; nor
     does a queued one (WAITING) until a worker picks it up."""
-    if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
+    if t.user_attrs.get("skipped") or t.user_attrs.get("failed_at_start") or t.state == TrialState.WAITING:
         return False
     return t.state != TrialState.FAIL or "fail_reason" in t.user_attrs
 
@@ -195,7 +195,7 @@ def recover_lost_trials(study: optuna.Study, heartbeat_s: int = HEARTBEAT_S, wai
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     lost = [t for t in trials if t.state == TrialState.FAIL and not counts_toward_budget(t)
-            and not t.user_attrs.get("skipped") and t.params]
+            and not t.user_attrs.get("skipped") and not t.user_attrs.get("failed_at_start") and t.params]
     fresh = [t for t in lost if t.number not in retried]
     for t in fresh:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
@@ -250,6 +250,8 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
             raise
         except Exception as e:  # recorded with its reason; the sweep goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}".splitlines()[0][:300])
+            if not _trained_a_step(trial_dir(out_dir, trial.number)):
+                trial.set_user_attr("failed_at_start", True)  # used nothing: not counted in the budget
             raise
         finally:
             trial.set_user_attr("seconds", time.time() - started)
@@ -260,6 +262,36 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
         return value
 
     return objective
+
+
+def _trained_a_step(run_dir: Path) -> bool:
+    log = run_dir / rf.METRICS_FILE
+    return log.is_file() and log.stat().st_size > 0
+
+
+MAX_FAILED_AT_START = 3  # trials in a row that fail before their first step: the sweep itself is broken
+
+
+def _failed_at_start_streak(study: optuna.Study) -> list[FrozenTrial]:
+    streak = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number, reverse=True):
+        if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
+            continue
+        if not t.user_attrs.get("failed_at_start"):
+            break
+        streak.append(t)
+    return streak
+
+
+def check_started(study: optuna.Study) -> None:
+    """Raise NtjaxError when the latest trials all failed before their first step (and so used no budget)."""
+    from ntjax.errors import NtjaxError
+
+    streak = _failed_at_start_streak(study)
+    if len(streak) >= MAX_FAILED_AT_START or (streak and len(streak) == len(
+            [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("skipped")])):
+        raise NtjaxError(f"{len(streak)} trial(s) in a row failed before their first step "
+                         f"({streak[0].user_attrs.get('fail_reason')}); fix that and re-run: they used no budget")
 
 
 def _resume_from_lost(trial: optuna.Trial, out_dir: Path, run_dir: Path) -> None:
@@ -278,4 +310,6 @@ def run_worker(study: optuna.Study, objective: Callable, budget: Budget, callbac
     while budget.allows_another(study):
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         ran += 1
+        if len(_failed_at_start_streak(study)) >= MAX_FAILED_AT_START:
+            break  # failed-at-start trials use no budget: without this a broken sweep would never end
     return ran
