@@ -138,6 +138,8 @@ class Trainer:
         step, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
         for message in skipped:
             self._warn(message)
+        for moved in self.ckpts.quarantine():  # this run will save those steps again
+            self._warn(f"moved the unreadable checkpoint to {moved}")
         self.state, self.meta = state, {**self.meta, **meta}
         truncate_after(self.out / runfolder.METRICS_FILE, step)
         return step
@@ -299,6 +301,7 @@ class Trainer:
         good, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
         for message in skipped:
             self._warn(message)
+        self.ckpts.quarantine()
         skip = bad_step - good
         self.meta = {**meta, "rollbacks": self.meta["rollbacks"] + 1,
                      "lr_factor": self.meta["lr_factor"] * self.cfg.rollback_lr_factor,
