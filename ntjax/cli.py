@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "
               "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        trust.reset()  # the policy is per command: a library caller in the same process is not affected
     if as_json:
         try:
             real_stdout.write(dumps(result.data) + "\n")
