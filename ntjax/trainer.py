@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -363,7 +364,10 @@ def _train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None, p
             result = finished_result(trainer)
             trainer._warn(f"{trainer.out} already finished its {trainer.cfg.steps} steps: nothing to train "
                           "(pass a larger --steps to continue it)")
-            if report and not (Path(trainer.out) / runfolder.REPORT_FILE).exists():
+            existing = Path(trainer.out) / runfolder.REPORT_FILE
+            if existing.exists():
+                os.utime(existing)  # resuming rewrote metrics.jsonl unchanged: the report is still current
+            elif report:
                 write_run_report(result)
             return result
         result = trainer.run()
