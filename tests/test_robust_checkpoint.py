@@ -46,6 +46,7 @@ def test_finished_run_is_reported_not_overwritten(done):
             "train/loss"])
     assert [s for s, _ in d["eval_history"]] == [3, 6]
     assert (done / "report.md").read_bytes() == report
+    assert (done / "report.md").stat().st_mtime >= (done / "metrics.jsonl").stat().st_mtime  # still "finished"
     assert _train_steps(done) == list(range(1, 7))
 
 
