@@ -48,6 +48,15 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
 
 
+def add_trust_flags(parser: argparse.ArgumentParser, spec: bool = True) -> None:
+    """`--trust-run-code` (and `--spec` where the command has none): a run folder's spec is imported only
+    when the user names it or trusts the folder (see ntjax.core.trust)."""
+    if spec:
+        parser.add_argument("--spec", help="the spec file the run was trained with: naming it allows importing it")
+    parser.add_argument("--trust-run-code", action="store_true",
+                        help="import the spec a run folder's config.json names without naming it (runs its code)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntjax", description="neural-trainer: train, read, diagnose, "
                                      "sweep and scale neural-network training runs.")
@@ -72,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     as_json = getattr(args, "json", False)
     real_stdout = sys.stdout
+    from ntjax.core import trust
+    from ntjax.core.faults import disk_full
+
+    trust.configure([getattr(args, "spec", None)], getattr(args, "trust_run_code", False))
     try:
         # With --json, anything a library prints goes to stderr so stdout holds exactly one object.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
@@ -95,13 +108,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ntjax {args.command}: error: this command needs {e.name.split('.')[0]}, which is not installed: "
               "pip install 'ntjax[cli]' (the bare package holds only the bridges)", file=sys.stderr)
+    except OSError as e:
+        if e.filename is None and not disk_full(e):
+            if os.environ.get("NTJAX_TRACEBACK"):
+                raise
+            print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "
+                  "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
+            return 1
+        # A path the user gave that cannot be written or read (read-only, a file where a folder is needed).
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            why = f"cannot create {e.filename}: a file is in the way where a folder is needed"
+        else:
+            why = disk_full(e) or f"cannot write or read {e.filename}: {e.strerror or e}"
+        print(f"ntjax {args.command}: error: {why}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # user code (a spec) called sys.exit(): say so instead of vanishing with its code
+        print(f"ntjax {args.command}: error: user code called sys.exit({e.code!r}); stopped", file=sys.stderr)
         return 2
     except Exception as e:  # an unexpected failure: one line unless asked for the traceback
+        full = disk_full(e)
+        if full:
+            print(f"ntjax {args.command}: error: {full}", file=sys.stderr)
+            return 2
         if os.environ.get("NTJAX_TRACEBACK"):
             raise
         print(f"ntjax {args.command}: internal error: {type(e).__name__}: {e} "
               "(set NTJAX_TRACEBACK=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        trust.reset()  # the policy is per command: a library caller in the same process is not affected
     if as_json:
         try:
             real_stdout.write(dumps(result.data) + "\n")

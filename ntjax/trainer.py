@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,11 +20,13 @@ import numpy as np
 
 from ntjax.core import config as config_lib
 from ntjax.core import runfolder
-from ntjax.core.checkpoint import Checkpoints
+from ntjax.core.checkpoint import Checkpoints, restore_newest_good
 from ntjax.core.config import TrainConfig
+from ntjax.core.faults import disk_full
 from ntjax.core.flops import device_peak_flops, flops_per_token
 from ntjax.core.host_metrics import device_memory_mb, host_rss_mb, speed_metrics
 from ntjax.core.logger import MetricLogger, check_writable, truncate_after
+from ntjax.core.runlock import RunLock
 from ntjax.core.sharding import abstract, for_run, place, place_batch, start_distributed
 from ntjax.core.state import build_state, evaluate
 from ntjax.core.step import TrainState, gradient_parts, make_eval_step, make_train_step
@@ -83,9 +86,19 @@ class Trainer:
         if cfg.mesh and start_distributed() and jax.process_index() > 0:
             self.out = self.out / f"process_{jax.process_index()}"  # one writer per log; process 0 has the run's
         check_writable(self.out)
+        self.lock = RunLock(self.out).acquire()  # one writer per run folder: a second one is refused here
+        self.keep_lock = False  # `train()` keeps it past `run()` to write the report
+        self.lines_every, self.lines_stream = lines if lines else (0.0, None)
+        try:
+            self._setup(cfg, checkpoint_dir, on_eval, progress, callback, console)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, cfg: TrainConfig, checkpoint_dir: Path, on_eval: Callable | None, progress: bool,
+               callback: Callable | None, console: Any) -> None:
         self.cfg = config_lib.resolve(cfg)
         self.on_eval, self.progress, self.console = on_eval, progress, console
-        self.lines_every, self.lines_stream = lines if lines else (0.0, None)
         resuming = Checkpoints.has_any(checkpoint_dir)
         base = runfolder.load_base_params(self.cfg) if self.cfg.init_from and not resuming else None
         self.task, self.graphdef, self.state, self.make_tx = build_state(self.cfg, base_params=base)
@@ -125,7 +138,11 @@ class Trainer:
             truncate_after(self.out / runfolder.METRICS_FILE, 0)
             return None
         _check_resume(self.out, self.cfg)
-        state, meta = self.ckpts.restore(step, abstract(self.state))
+        step, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
+        for message in skipped:
+            self._warn(message)
+        for moved in self.ckpts.quarantine():  # this run will save those steps again
+            self._warn(f"moved the unreadable checkpoint to {moved}")
         self.state, self.meta = state, {**self.meta, **meta}
         truncate_after(self.out / runfolder.METRICS_FILE, step)
         return step
@@ -172,6 +189,7 @@ class Trainer:
             m["train/gns_b_simple"] = self.noise.update(m.pop("gns/small_sq"), m.pop("gns/big_sq"))
         m["train/nonfinite"] = float(m["train/nonfinite"])
         self.logger.log(step, m)
+        self._last_logged = step
         for event in self.watch.update(step, m):
             self._warn(event.message)
         return m
@@ -196,6 +214,8 @@ class Trainer:
         bar = ProgressBar(self.progress, cfg.steps, start, self.console)
         self._lines = lines = LineProgress(self.lines_every, cfg.steps, start, self.lines_stream)
         pending: _Pending | None = None
+        queued: _Pending | None = None
+        self._last_logged = start
         try:
             i = start
             while i < cfg.steps:
@@ -237,12 +257,37 @@ class Trainer:
                             lines.checkpoint()
                     self._clock = time.time()  # eval and saving are not training time
                 i += 1
+        except KeyboardInterrupt:
+            bar.close()
+            self._save_on_interrupt([self.state] + [p.state_before for p in (pending, queued) if p is not None])
+            raise
         finally:
             bar.close()
             lines.close()
             self.ckpts.close()
             self.logger.close()
+            if not self.keep_lock:
+                self.lock.release()
         return self._result(last, diverged, time.time() - t0, start)
+
+    def _save_on_interrupt(self, candidates: list[TrainState]) -> None:
+        """Ctrl-C: save the state of the last logged step (so a resume logs every step once), waiting at
+        most INTERRUPT_SAVE_S; a second Ctrl-C abandons the save (the previous checkpoint stays usable)."""
+        from ntjax.core.interrupt import save_within
+
+        step = self._last_logged
+        state = next((s for s in candidates if int(s.step) == step), None)
+        latest = self.ckpts.latest_step()
+        if state is None or step <= (latest or 0):
+            where = f"checkpoint {latest}" if latest else "the start"
+            self._warn(f"interrupted at step {step}: nothing new to save; a re-run resumes from {where}")
+            return
+        saved = save_within(lambda: (self.ckpts.save(step, state, self.meta), self.ckpts.wait()))
+        if saved:
+            self._warn(f"interrupted: saved a checkpoint at step {step}; re-run the same command to resume")
+        else:
+            self._warn(f"interrupted: the checkpoint of step {step} did not finish in time; a re-run resumes "
+                       f"from {f'checkpoint {latest}' if latest else 'the start'}")
 
     def _judge(self, item: "_Pending", m: dict[str, float]) -> str:
         """What to do after a step: continue, stop, or roll back (per `on_instability`)."""
@@ -265,8 +310,10 @@ class Trainer:
             self._event(bad_step, "rollback_cap", f"{self.meta['rollbacks']} rollbacks already: giving up")
             return -1
         self.ckpts.wait()
-        good = self.ckpts.latest_step()
-        state, meta = self.ckpts.restore(good, abstract(self.state))
+        good, state, meta, skipped = restore_newest_good(self.ckpts, abstract(self.state))
+        for message in skipped:
+            self._warn(message)
+        self.ckpts.quarantine()
         skip = bad_step - good
         self.meta = {**meta, "rollbacks": self.meta["rollbacks"] + 1,
                      "lr_factor": self.meta["lr_factor"] * self.cfg.rollback_lr_factor,
@@ -309,11 +356,68 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
     `progress` shows the rich bar; `lines=(every_s, stream)` writes plain `progress:` lines to `stream`
     every `every_s` seconds and at each eval and checkpoint (for output nobody watches on a terminal).
     """
-    result = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console,
-                     lines=lines).run()
-    if report:
-        write_run_report(result)
-    return result
+    try:
+        return _train(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console,
+                      report=report, lines=lines)
+    except Exception as e:
+        full = disk_full(e, where=Path(out_dir).absolute())
+        if full:  # one line naming the folder, not orbax's wall of nested tracebacks
+            raise NtjaxError(full) from None
+        raise
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None, progress: bool,
+           callback: Callable | None, console: Any, report: bool,
+           lines: tuple[float, IO[str]] | None = None) -> TrainResult:
+    trainer = Trainer(cfg, out_dir, on_eval=on_eval, progress=progress, callback=callback, console=console,
+                      lines=lines)
+    trainer.keep_lock = True  # the report is written under the same lock
+    try:
+        if trainer.resumed_from is not None and trainer.resumed_from >= trainer.cfg.steps:
+            # Already finished: report what it did, never overwrite its report with an empty re-run.
+            trainer.ckpts.close()
+            trainer.logger.close()
+            result = finished_result(trainer)
+            trainer._warn(f"{trainer.out} already finished its {trainer.cfg.steps} steps: nothing to train "
+                          "(pass a larger --steps to continue it)")
+            existing = Path(trainer.out) / runfolder.REPORT_FILE
+            if existing.exists():
+                os.utime(existing)  # resuming rewrote metrics.jsonl unchanged: the report is still current
+            elif report:
+                write_run_report(result)
+            return result
+        result = trainer.run()
+        if report:
+            write_run_report(result)
+        return result
+    finally:
+        trainer.lock.release()
+
+
+def finished_result(trainer: Trainer) -> TrainResult:
+    """The result of a run that had already finished, read back from its own metrics.jsonl."""
+    from ntjax.readers import read_run
+
+    table = read_run(trainer.out / runfolder.METRICS_FILE)
+
+    def values(name: str) -> tuple[np.ndarray, np.ndarray]:
+        s = table.get(name)
+        return (s.step, s.value) if s is not None and len(s) else (np.zeros(0), np.zeros(0))
+
+    _, train_loss = values("train/loss")
+    eval_steps, eval_loss = values("eval/loss")
+    history = [(int(s), float(v)) for s, v in zip(eval_steps, eval_loss)]
+    best = min(history, key=lambda e: e[1], default=(None, math.nan))
+    _, speed = values("train/tokens_per_s")
+    time_s = table.get("train/loss")
+    wall = float(time_s.time[-1] - time_s.time[0]) if time_s is not None and len(time_s) > 1 else 0.0
+    events = [dataclasses.asdict(e) for e in trainer.watch.events]
+    return TrainResult(out_dir=trainer.out, final_step=int(trainer.state.step),
+                       final_train_loss=float(train_loss[-1]) if len(train_loss) else math.nan,
+                       best_eval_loss=best[1], best_eval_step=best[0], diverged=False, eval_history=history,
+                       events=events, tokens_per_s=float(np.median(speed[1:] if len(speed) > 1 else speed))
+                       if len(speed) else 0.0, wall_s=wall if math.isfinite(wall) else 0.0,
+                       resumed_from=trainer.resumed_from)
 
 
 def write_run_report(result: TrainResult) -> Path:

@@ -1,6 +1,5 @@
 """`ntjax curves` end to end through the CLI entry point, on copies of the real fixture logs."""
 import json
-import tempfile
 import shutil
 from pathlib import Path
 
@@ -35,8 +34,9 @@ def test_json_contract_and_png(logs, capsys):
     assert all(CONTRACT_FINDING <= set(f) for f in d["findings"])
     assert d["findings"][0]["kind"] == "divergence" and d["findings"][0]["severity"] == "critical"
     (png,) = d["plots"]
-    # A foreign log is the user's data: the PNG goes to the temp folder, never next to it.
-    assert png.startswith(str(Path(tempfile.gettempdir()) / "ntjax-plots"))
+    # A foreign log is the user's data: the PNG goes to a private per-user folder, never next to it.
+    from ntjax.core.safefile import private_dir
+    assert png.startswith(str(private_dir("plots")))
     assert Path(png).name.startswith("whisper-small-braj_trainer_state-")
     assert not (logs / "hf_trainer_state" / "plots").exists()
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

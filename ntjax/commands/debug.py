@@ -10,7 +10,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag
+from ntjax.cli import Result, add_json_flag, add_trust_flags
+from ntjax.core import runfolder as rf
 from ntjax.diagnostics.runtable import value_near
 from ntjax.errors import NtjaxError
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="a run folder or log file (any supported format)")
     p.add_argument("--symptom", metavar="TEXT", help='what you see, e.g. "loss stuck at 2.3", "NaN at step 2k"')
     p.add_argument("--fix", action="store_true", help="re-run a short training with the top fix and compare")
+    add_trust_flags(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -133,8 +135,20 @@ def apply_fix(run_dir: Path, hypothesis, before_table, seeds: int = FIX_SEEDS) -
             "improved": bool(main and main["improved"]), "diverged": any(d for _, d in runs)}
 
 
+def _check_trusted(run_dir: Path) -> None:
+    """--fix trains the run's config: refuse before anything else if that imports a spec nobody named."""
+    from ntjax.core.trust import check_spec
+
+    spec = ((rf.read_config_dict(run_dir) or {}).get("train") or {}).get("spec")
+    if spec:
+        check_spec(spec)
+
+
 def human(data: dict) -> str:
     lines = [f"== {data['source']} ({data['format']})", f"curves: {data['verdict']}"]
+    if data.get("problems"):  # what could not be read was skipped, not fatal: say so
+        lines.append("skipped while reading: " + "; ".join(data["problems"][:3])
+                     + (f" (+{len(data['problems']) - 3} more)" if len(data["problems"]) > 3 else ""))
     if data["symptoms"]:
         lines.append("symptoms: " + ", ".join(data["symptoms"]))
     if not data["hypotheses"]:
@@ -189,7 +203,7 @@ def run(args: argparse.Namespace) -> Result:
         hypotheses = [userfix.adapt(h, user, cfg, table, args.path) for h in hypotheses]
     data = {"source": table.source, "format": table.format, "symptoms": sorted(symptoms),
             "hypotheses": [h.to_dict() for h in hypotheses], "verdict": analysis.verdict,
-            "findings": [f.to_dict() for f in analysis.findings],
+            "findings": [f.to_dict() for f in analysis.findings], "problems": list(table.problems),
             "context": {"summary": diagnosis.context.summary(), **diagnosis.context.to_dict()},
             "p_healthy": round(diagnosis.p_healthy, 3), "insufficient": diagnosis.insufficient}
     if diagnosis.tie:
@@ -197,6 +211,7 @@ def run(args: argparse.Namespace) -> Result:
     if user is not None:
         data["user_run"] = userfix.describe(user)
     if args.fix:
+        _check_trusted(Path(args.path))
         if not hypotheses:
             raise NtjaxError("--fix: no cause found to fix (the curves look healthy)")
         top = next((h for h in hypotheses if h.overrides), hypotheses[0])

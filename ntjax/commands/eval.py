@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag, add_progress_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag, add_trust_flags
+from ntjax.core.safefile import save_figure
 from ntjax.core import runfolder
 from ntjax.errors import NtjaxError
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=float, default=120.0, help="with --command: seconds to wait for its first metrics")
     p.add_argument("--out", help="folder for the report and plots (default: the run folder)")
     add_progress_flag(p)
+    add_trust_flags(p)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> Result:
         raise NtjaxError("missing CHECKPOINT (a run folder or RUN/checkpoints/STEP), or --forgetting BASE TUNED")
     if args.torch_model:
         return run_torch(args)
+    if args.batches is not None and args.batches < 1:
+        raise NtjaxError(f"--batches must be at least 1 (got {args.batches})")
     if args.step is not None and args.best:
         raise NtjaxError("--step and --best name different checkpoints; give one")
     return run_eval(args)
@@ -227,7 +231,7 @@ def plot_comparison(out: dict[str, Any], path: Path) -> Path:
     ax.set_title("eval loss by checkpoint")
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 

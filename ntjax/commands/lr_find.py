@@ -1,7 +1,7 @@
 """`ntjax lr-find`: the learning-rate range test from the current state — a fresh init of a preset, or
 the latest checkpoint of a run folder — with the LR rising exponentially, an EMA-smoothed loss, a stop
 once it exceeds 4x its minimum, and two suggested peak LRs (steepest descent, and minimum/10, which we
-recommend; see ntjax/diagnostics/tree_stats/tree_stats/lr_range.py for why).
+recommend; see ntjax/diagnostics/tree_stats/tree_stats/tree_stats/tree_stats/lr_range.py for why).
 
 The run is never altered: the test trains a copy of the state and nothing is written back to the run
 folder (its checkpoints and logs stay byte-identical). The plot goes to --out.
@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ntjax.cli import Result, add_json_flag, add_progress_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag, add_trust_flags
 from ntjax.diagnostics.lr_range import DEFAULT_MAX_LR, DEFAULT_STEPS, DEFAULT_STOP_FACTOR
 
 DEFAULT_MIN_LR = 1e-6  # below this AdamW barely moves a transformer: steps spent there are wasted
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, help="EMA factor (default: averages ~5%% of the steps)")
     p.add_argument("--out", help="folder for the plot and lr_find.json (default runs/lr-find)")
     add_progress_flag(p)
+    add_trust_flags(p, spec=False)
     add_json_flag(p)
     p.set_defaults(run=run)
 

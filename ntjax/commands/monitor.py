@@ -123,6 +123,7 @@ def _once_or_stream(args: argparse.Namespace, path: Path) -> Result:
     follower = Follower(path)
     table, st = _frame(follower)
     if args.once or args.json:
+        _refuse_unreadable(path, table)
         if _fancy(args) and not args.json:
             from rich.console import Console
             from ntjax.monitor.panels import rich_frame
@@ -137,6 +138,20 @@ def _once_or_stream(args: argparse.Namespace, path: Path) -> Result:
         while not follower.poll():
             time.sleep(interval)
         table, st = _frame(follower)
+
+
+def _refuse_unreadable(path: Path, table) -> None:
+    """One frame of a log that has content but no metrics is not "waiting": say why it cannot be read
+    (an empty or absent log of a run that just started still shows as waiting)."""
+    from ntjax.readers import ReadError, read_run
+
+    if table.series or (path.is_file() and path.stat().st_size == 0):
+        return
+    try:
+        read_run(path)
+    except ReadError as e:
+        if path.is_file() or "no such" not in str(e).lower():
+            raise NtjaxError(str(e)) from None
 
 
 def _png(args: argparse.Namespace, path: Path) -> Result:

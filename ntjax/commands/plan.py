@@ -47,6 +47,12 @@ def run(args: argparse.Namespace) -> Result:
     from ntjax.diagnostics import plan as planning
     if args.runs < 1 or (args.seeds is not None and args.seeds < 1) or args.n_devices < 1:
         raise NtjaxError("--runs, --seeds and --n-devices must be at least 1")
+    for flag in ("throughput", "steps", "batch_size", "seq_len", "noise_std", "effect", "n_layers", "d_model"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise NtjaxError(f"--{flag.replace('_', '-')} must be positive (got {value:g})")
+    if not 0 < args.mfu <= 1:
+        raise NtjaxError(f"--mfu must lie in (0, 1] (got {args.mfu:g})")
     if (args.noise_std is None) != (args.effect is None):
         raise NtjaxError("--noise-std and --effect go together")
     inputs = planning.PlanInputs(
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> Result:
         seq_len=args.seq_len, runs=args.runs, seeds=args.seeds, throughput=args.throughput, mfu=args.mfu,
         device=args.device, n_devices=args.n_devices, noise_std=args.noise_std, effect=args.effect,
         n_layers=args.n_layers, d_model=args.d_model)
+    if any(v is not None and not v > 0 for v in (inputs.params, inputs.tokens)):
+        raise NtjaxError("--params and --tokens must be positive")
     data = planning.make_plan(inputs)
     text = planning.markdown(data)
     if args.markdown:

@@ -28,10 +28,16 @@ from ntjax.core import runfolder as rf
 
 
 def _floats(text: str) -> list[float]:
+    """Comma-separated positive, finite numbers (budgets, widths, step counts)."""
+    import math
+
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive, finite numbers, got {text!r}")
+    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,6 +135,8 @@ def run_study(args: argparse.Namespace) -> Result:
     from ntjax.scaling import study
     from ntjax.viz.progress_lines import emit, line, line_stream, wants_lines
 
+    if args.sizes < 1 or (args.steps is not None and args.steps < 1) or args.bootstrap < 0:
+        raise NtjaxError("--sizes and --steps must be at least 1, --bootstrap at least 0")
     if args.user_command:
         return _fit_rows(_command_rows(args), Path(args.out), args)
     base = preset(args.preset)

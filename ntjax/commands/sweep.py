@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag, add_progress_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag, add_trust_flags
 from ntjax.core import runfolder as rf
 
 DEFAULT_MAX_RUNS = 8
@@ -80,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat", type=int, default=5, help=argparse.SUPPRESS)
     p.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
     add_progress_flag(p)
+    add_trust_flags(p, spec=False)
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -222,6 +223,8 @@ def run(args: argparse.Namespace) -> Result:
     out = Path(args.out)
     if args.workers < 1 or (args.max_runs is not None and args.max_runs < 1):
         raise NtjaxError("--workers and --max-runs must be at least 1")
+    if args.max_time is not None and not args.max_time > 0:
+        raise NtjaxError(f"--max-time must be a positive number of seconds (got {args.max_time:g})")
     recipe = build_recipe(args, out)
     console = Console(stderr=True)
     storage = args.storage or default_storage(out)
@@ -234,8 +237,9 @@ def run(args: argparse.Namespace) -> Result:
     if stored_recipe.strategy == "grid":
         n = space.grid_size(space.grid(stored_recipe.space(), stored_recipe.grid_points))
         max_runs = min(args.max_runs or n, n)
+    from ntjax.sweep.secret_url import mask
     console.print(f"[bold]ntjax sweep[/] → {out}: {plan_line(stored_recipe, max_runs)}, {args.workers} worker(s), "
-                  f"storage {storage}")
+                  f"storage {mask(storage)}")
     started = time.time()
     every = args.progress_every if wants_lines(args.progress_every) else 0.0
     stream = line_stream(args.json)
@@ -255,7 +259,7 @@ def run(args: argparse.Namespace) -> Result:
     finally:
         ticker.stop()
     data = results.summary(study, recipe.metric)
-    data.update({"out_dir": str(out), "storage": storage, "study_name": name, "strategy": recipe.strategy,
+    data.update({"out_dir": str(out), "storage": mask(storage), "study_name": name, "strategy": recipe.strategy,
                  "lost_trials": lost, "wall_s": time.time() - started})
     if args.sensitivity:
         data["sensitivity"] = sensitivity_of(study, recipe)

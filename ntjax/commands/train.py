@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ntjax.cli import Result, add_json_flag, add_progress_flag
+from ntjax.cli import Result, add_json_flag, add_progress_flag, add_trust_flags
 from ntjax.core import runfolder as rf
 
 # CLI flag -> TrainConfig field, for the flags that override a config field one to one.
@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--no-progress", action="store_true", help="no live progress bar and no progress lines")
     add_progress_flag(p)
+    add_trust_flags(p, spec=False)
     add_json_flag(p)
     p.set_defaults(run=run)
 

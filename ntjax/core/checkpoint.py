@@ -6,12 +6,14 @@ leaves the previous checkpoint as the latest usable one.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from ntjax.core.faults import quiet_disk_full_logs
 from ntjax.errors import NtjaxError
 
 EVAL_METRIC = "eval/loss"
@@ -38,6 +40,9 @@ class Checkpoints:
             enable_async_checkpointing=async_save, create=not read_only, read_only=read_only,
             cleanup_tmp_directories=not read_only,  # a save a kill interrupted leaves a temp folder
         )
+        quiet_disk_full_logs()  # a full disk is reported once by the CLI, not by every orbax thread
+        self._options = options
+        self.bad_steps: list[int] = []  # found unreadable by `restore_newest_good`
         self._mgr = ocp.CheckpointManager(self.directory, options=options)
 
     @staticmethod
@@ -72,6 +77,49 @@ class Checkpoints:
                                                                meta=ocp.args.JsonRestore()))
         return out["state"], dict(out["meta"])
 
+    def quarantine(self) -> list[Path]:
+        """Move the unreadable checkpoints out of the way (to `<dir>.corrupt/<step>`, kept for inspection)
+        so that saving that step again does not collide with them; returns where they went."""
+        import shutil
+
+        self._mgr.wait_until_finished()
+        moved = []
+        for step in self.bad_steps:
+            src = self.directory / str(step)
+            if src.is_dir():
+                dst = self.directory.with_name(self.directory.name + ".corrupt") / f"{step}-{int(time.time())}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(dst))
+                moved.append(dst)
+        self.bad_steps = []
+        self._mgr.close()
+        self._mgr = ocp.CheckpointManager(self.directory, options=self._options)
+        return moved
+
     def close(self) -> None:
         self._mgr.wait_until_finished()
         self._mgr.close()
+
+
+def restore_newest_good(ckpts: Checkpoints, target: Any, steps: list[int] | None = None
+                        ) -> tuple[int, Any, dict[str, Any], list[str]]:
+    """(step, state, meta, skipped) from the newest of `steps` (default: all) that restores; one line per
+    corrupt checkpoint passed over, saying which and why. Raises NtjaxError when none restores."""
+    steps = sorted(ckpts.steps() if steps is None else steps, reverse=True)
+    skipped: list[str] = []
+    for step in steps:
+        try:
+            state, meta = ckpts.restore(step, target)
+        except NtjaxError:
+            raise
+        except Exception as e:  # a torn or tampered checkpoint: orbax/tensorstore raise many kinds
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
+            skipped.append(f"checkpoint {step} in {ckpts.directory} is unreadable ({why}); skipped it")
+            ckpts.bad_steps.append(step)
+            continue
+        if skipped:
+            skipped.append(f"using checkpoint {step}, the newest readable one")
+        return step, state, meta, skipped
+    if not steps:
+        raise NtjaxError(f"{ckpts.directory} holds no complete checkpoint")
+    raise NtjaxError(f"no checkpoint in {ckpts.directory} is readable: {skipped[0]}")

@@ -220,12 +220,19 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any]) -> TrainConfig:
     """Inverse of `to_dict` (unknown keys are an error: a config.json from another tool is not ours)."""
+    if not isinstance(d, dict):
+        raise NtjaxError(f"a config must be a JSON object of settings, not a {type(d).__name__}")
     d = dict(d)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(d) - fields
     if unknown:
         raise NtjaxError(f"config has unknown field(s): {', '.join(sorted(unknown))}")
-    model = ModelConfig(**d.pop("model", {}))
+    model = d.pop("model", {})
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    if not isinstance(model, dict) or set(model) - model_fields:
+        bad = sorted(set(model) - model_fields) if isinstance(model, dict) else [type(model).__name__]
+        raise NtjaxError(f"config has unknown model field(s): {', '.join(map(str, bad))}")
+    model = ModelConfig(**model)
     for key in ("log", "lora_targets"):
         if key in d:
             d[key] = tuple(d[key])
@@ -238,4 +245,11 @@ def load(path: str | Path) -> TrainConfig:
         d = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise NtjaxError(f"cannot read config {path}: {e}") from None
-    return from_dict(d.get("train", d))
+    if not isinstance(d, dict):
+        raise NtjaxError(f"config {path} holds a JSON {type(d).__name__}, not an object of settings")
+    try:
+        return from_dict(d.get("train", d))
+    except NtjaxError as e:
+        raise NtjaxError(f"config {path}: {e}") from None
+    except (TypeError, ValueError) as e:  # a value of the wrong type for its field
+        raise NtjaxError(f"config {path} is not a valid ntjax config: {e}") from None

@@ -24,6 +24,7 @@ EVAL_REPORT_FILE = "eval_report.md"
 CHECKPOINTS_DIR = "checkpoints"
 PLOTS_DIR = "plots"
 STATUS_FILE = "status.json"
+LOCK_FILE = ".ntjax.lock"  # one writer at a time (ntjax.core.runlock)
 
 
 def folder_of(path: str | Path) -> Path:
@@ -205,6 +206,8 @@ def iter_checkpoints(run_dir: str | Path, steps: list[int] | None = None) -> Ite
 def load_run(run_dir: str | Path, step: int | None = None, which: str = "latest") -> LoadedRun:
     """A run's model and optimizer state from its checkpoint (`step`, else the latest or the best)."""
     run_dir = Path(run_dir)
+    if step is None and which == "latest":
+        return _load_newest_good(run_dir)
     if step is None:
         ckpts = _open_checkpoints(run_dir, read_config(run_dir))
         try:
@@ -214,6 +217,28 @@ def load_run(run_dir: str | Path, step: int | None = None, which: str = "latest"
         if step is None:
             raise NtjaxError(f"{run_dir / CHECKPOINTS_DIR} holds no complete checkpoint")
     return next(iter_checkpoints(run_dir, [step]))
+
+
+def _load_newest_good(run_dir: Path) -> LoadedRun:
+    """The newest checkpoint that restores; each corrupt newer one is named on stderr with the reason."""
+    import sys
+
+    import jax
+    import numpy as np
+
+    from ntjax.core.checkpoint import restore_newest_good
+    from ntjax.core.state import build_state
+
+    cfg = read_config(run_dir)
+    ckpts = _open_checkpoints(run_dir, cfg)
+    try:
+        _, graphdef, state, _ = build_state(cfg)
+        step, restored, meta, skipped = restore_newest_good(ckpts, jax.tree.map(np.zeros_like, state))
+    finally:
+        ckpts.close()
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    return LoadedRun(cfg=cfg, graphdef=graphdef, state=restored, step=int(step), meta=meta)
 
 
 def load_checkpoint(path: str | Path, step: int | None = None, best: bool = False) -> LoadedRun:

@@ -110,7 +110,7 @@ def parse_count(text: str | float | int | None) -> float | None:
     """`124M`, `10B`, `1.5e9`, `7e3k` -> a float; None passes through."""
     if text is None or isinstance(text, (int, float)):
         return None if text is None else float(text)
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", text.lower())
+    m = re.fullmatch(r"\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*", text.lower())
     if not m:
         raise NtjaxError(f"cannot read {text!r} as a count (examples: 124M, 10B, 1.5e9)")
     return float(m.group(1)) * _SUFFIX.get(m.group(2), 1.0)

@@ -5,6 +5,7 @@ log files).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
@@ -34,12 +35,29 @@ def sniff(head: bytes, name: str) -> str:
     if is_wandb_file(head):
         return "wandb-file"
     if is_binary(head):
-        return "binary"
+        # A JSONL log with a junk or NUL block (a power cut, a bad sector) is still a log: read its lines.
+        return "json" if has_json_lines(head) else "binary"
     text = decode(head) or ""
-    first = text.lstrip("\ufeff \t\r\n")[:1]
-    if first in ("{", "["):
+    first = text.lstrip("\ufeff \t\r\n\x00")[:1]
+    if first in ("{", "[") or has_json_lines(head, needed=3):
         return "json"
     return "delimited" if looks_delimited(text) else "text"
+
+
+def has_json_lines(head: bytes, needed: int = 2) -> bool:
+    """At least `needed` whole lines of `head` are JSON objects (NUL padding stripped)."""
+    found = 0
+    for line in head.split(b"\n")[:-1]:  # the last piece may be cut by the head's end
+        line = line.strip(b"\x00 \t\r")
+        if line.startswith(b"{") and line.endswith(b"}"):
+            try:
+                if isinstance(json.loads(line), dict):
+                    found += 1
+            except (ValueError, RecursionError):
+                continue
+            if found >= needed:
+                return True
+    return False
 
 
 def is_binary(head: bytes) -> bool:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ntjax.core.safefile import save_figure
 from ntjax.scaling import allocation
 from ntjax.scaling.points import ScalingPoints
 
@@ -61,7 +62,7 @@ def plot_scaling(points: ScalingPoints, params: dict[str, float], path: str | Pa
     ax_n.legend(fontsize=8)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    save_figure(fig, out)
     return out
 
 

@@ -87,8 +87,15 @@ def read_points(path: str | Path) -> ScalingPoints:
     p = Path(path)
     if not p.is_file():
         raise NtjaxError(f"no such CSV file: {p}")
-    with p.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError:
+        raise NtjaxError(f"{p} is not a text CSV (binary or not UTF-8)") from None
+    except csv.Error as e:  # a field over the csv module's size limit, a NUL byte, ...
+        raise NtjaxError(f"{p} is not a readable CSV: {e}") from None
+    except OSError as e:
+        raise NtjaxError(f"cannot read {p}: {e.strerror or e}") from None
     if not rows:
         raise NtjaxError(f"{p} has no data rows")
     cols = detect_columns(list(rows[0].keys()))

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ntjax.sweep import study as study_lib
+from ntjax.sweep.secret_url import ENV_VAR, has_password
 from ntjax.sweep.study import Budget, Recipe
 from ntjax.sweep.trials import describe
 
@@ -38,6 +39,9 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = study_lib.open_storage(storage_url, heartbeat_s)
     study, recipe = study_lib.open_study(recipe, storage, study_name, max_runs=max_runs)
+    from ntjax.sweep.preflight import validate_before_first_trial
+
+    validate_before_first_trial(recipe)
     lost = study_lib.recover_lost_trials(study, heartbeat_s)
     if lost:
         say(f"trial(s) {', '.join(map(str, lost))} were lost with their worker: marked FAIL, queued again")
@@ -51,12 +55,15 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
         study_lib.run_worker(study, objective, budget, [_printer(recipe.metric, say)])
     else:
         _run_processes(study, recipe, out_dir, storage_url, study_name, budget, workers, heartbeat_s, say)
+    study_lib.check_started(study)
     return study, recipe, lost
 
 
 def worker_command(out_dir: Path, storage_url: str, study_name: str, budget: Budget, index: int,
                    heartbeat_s: int) -> list[str]:
-    cmd = [sys.executable, "-m", "ntjax.sweep.runner", "--out", str(out_dir), "--storage", storage_url,
+    # A URL with a password goes by environment (see `worker_env`): argv is visible to every user.
+    storage = [] if has_password(storage_url) else ["--storage", storage_url]
+    cmd = [sys.executable, "-m", "ntjax.sweep.runner", "--out", str(out_dir), *storage,
            "--study-name", study_name, "--max-runs", str(budget.max_runs), "--worker", str(index),
            "--heartbeat", str(heartbeat_s)]
     return cmd + (["--deadline", repr(budget.deadline)] if budget.deadline else [])
@@ -84,7 +91,8 @@ def _run_processes(study: optuna.Study, recipe: Recipe, out_dir: Path, storage_u
         for i in range(workers):
             log = open(out_dir / f"worker_{i}.log", "ab")
             procs.append(subprocess.Popen(worker_command(out_dir, storage_url, study_name, budget, i, heartbeat_s),
-                                          stdout=log, stderr=subprocess.STDOUT, env=worker_env(workers)))
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          env={**worker_env(workers), ENV_VAR: storage_url}))
             log.close()
         while procs:
             time.sleep(1.0)
@@ -105,13 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """One worker process: run trials of a stored sweep until its budget is spent."""
     p = argparse.ArgumentParser(prog="python -m ntjax.sweep.runner", description=main.__doc__)
     p.add_argument("--out", required=True)
-    p.add_argument("--storage", required=True)
+    p.add_argument("--storage", default=os.environ.get(ENV_VAR),
+                   help=f"Optuna storage URL (default: ${ENV_VAR}, how a URL with a password is passed)")
     p.add_argument("--study-name", required=True)
     p.add_argument("--max-runs", type=int, required=True)
     p.add_argument("--deadline", type=float)
     p.add_argument("--worker", type=int, default=0)
     p.add_argument("--heartbeat", type=int, default=study_lib.HEARTBEAT_S)
     args = p.parse_args(argv)
+    if not args.storage:
+        p.error(f"--storage URL (or ${ENV_VAR}) is required")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = study_lib.open_storage(args.storage, args.heartbeat)
     study, recipe = study_lib.open_study(None, storage, args.study_name, worker=args.worker, max_runs=args.max_runs)

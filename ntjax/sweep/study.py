@@ -32,9 +32,6 @@ RECIPE_ATTR = "ntjax_recipe"
 DB_FILE = "study.db"
 HEARTBEAT_S = 5  # a running trial writes a heartbeat this often ...
 GRACE_FACTOR = 3  # ... and is declared lost after this many missed beats
-MAX_FAILED_AT_START = 3  # a worker stops after this many command trials in a row fail before logging
-
-
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What a sweep searches and how; stored in the study so that every worker and every restart agrees."""
@@ -170,7 +167,7 @@ def counts_toward_budget(t: FrozenTrial) -> bool:
     """Trials that used (or are using) a slot: finished ones, running ones, and failures with a known
     reason. A trial lost with its worker (FAIL, no reason) does not count: it is retried instead; nor
     does a queued one (WAITING) until a worker picks it up."""
-    if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
+    if t.user_attrs.get("skipped") or t.user_attrs.get("failed_at_start") or t.state == TrialState.WAITING:
         return False
     if t.user_attrs.get("failed_at_start"):  # the command broke before training: no run was spent
         return False
@@ -252,6 +249,8 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
             raise
         except Exception as e:  # recorded with its reason; the sweep goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}".splitlines()[0][:300])
+            if not _trained_a_step(trial_dir(out_dir, trial.number)):
+                trial.set_user_attr("failed_at_start", True)  # used nothing: not counted in the budget
             raise
         finally:
             trial.set_user_attr("seconds", time.time() - started)
@@ -262,6 +261,36 @@ def make_objective(recipe: Recipe, out_dir: Path, budget: Budget) -> Callable[[o
         return value
 
     return objective
+
+
+def _trained_a_step(run_dir: Path) -> bool:
+    log = run_dir / rf.METRICS_FILE
+    return log.is_file() and log.stat().st_size > 0
+
+
+MAX_FAILED_AT_START = 3  # trials in a row that fail before their first step: the sweep itself is broken
+
+
+def _failed_at_start_streak(study: optuna.Study) -> list[FrozenTrial]:
+    streak = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number, reverse=True):
+        if t.user_attrs.get("skipped") or t.state == TrialState.WAITING:
+            continue
+        if not t.user_attrs.get("failed_at_start"):
+            break
+        streak.append(t)
+    return streak
+
+
+def check_started(study: optuna.Study) -> None:
+    """Raise NtjaxError when the latest trials all failed before their first step (and so used no budget)."""
+    from ntjax.errors import NtjaxError
+
+    streak = _failed_at_start_streak(study)
+    if len(streak) >= MAX_FAILED_AT_START or (streak and len(streak) == len(
+            [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("skipped")])):
+        raise NtjaxError(f"{len(streak)} trial(s) in a row failed before their first step "
+                         f"({streak[0].user_attrs.get('fail_reason')}); fix that and re-run: they used no budget")
 
 
 def _resume_from_lost(trial: optuna.Trial, out_dir: Path, run_dir: Path) -> None:
@@ -276,17 +305,10 @@ def _resume_from_lost(trial: optuna.Trial, out_dir: Path, run_dir: Path) -> None
 
 def run_worker(study: optuna.Study, objective: Callable, budget: Budget, callbacks: list | None = None) -> int:
     """Run trials until the budget (runs or time) is spent; returns how many trials this worker started."""
-    ran = at_start = 0
-    finished: list[FrozenTrial] = []
-    callbacks = list(callbacks or []) + [lambda _study, t: finished.append(t)]
+    ran = 0
     while budget.allows_another(study):
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         ran += 1
-        if not finished:
-            continue
-        last = finished[-1]
-        # A command that keeps failing before it logs anything would never spend the budget: give up.
-        at_start = at_start + 1 if last.user_attrs.get("failed_at_start") else 0
-        if at_start >= MAX_FAILED_AT_START:
-            raise NtjaxError(f"{at_start} trials in a row failed at start: {last.user_attrs.get('fail_reason')}")
+        if len(_failed_at_start_streak(study)) >= MAX_FAILED_AT_START:
+            break  # failed-at-start trials use no budget: without this a broken sweep would never end
     return ran

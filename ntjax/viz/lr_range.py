@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ntjax.core.safefile import save_figure
 from ntjax.diagnostics.lr_range import RangeTest, Suggestion
 
 
@@ -30,5 +31,5 @@ def plot_range_test(test: RangeTest, sug: Suggestion, path: str | Path, title: s
     ax.set_ylabel("training loss")
     ax.set_title(f"{title} (stopped: {test.stop_reason})")
     ax.legend(fontsize=8)
-    fig.savefig(path)
+    save_figure(fig, path)
     return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ from ntjax.diagnostics.detectors import smoothing as sm
 from ntjax.diagnostics.findings import Finding
 from ntjax.diagnostics.runtable import RunTable, Series
 from ntjax.core import runfolder as rf
+from ntjax.core.safefile import private_dir, save_figure
 
 MAX_PLOTTED = 20_000  # points drawn per line; beyond that a min/max-preserving thinning keeps spikes visible
 LAYER_LINES = 12  # per-layer grad norms: the most extreme layers, or the legend is unreadable
@@ -37,9 +37,8 @@ def plot_location(source: str | os.PathLike, filename: str) -> Path:
         except OSError:
             pass
     tag = hashlib.sha1(str(src.absolute()).encode()).hexdigest()[:8]
-    folder = Path(tempfile.gettempdir()) / "ntjax-plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{src.stem or 'run'}-{tag}-{filename}"
+    # Not a shared temp folder: a predictable name there is a place for someone else's symlink.
+    return private_dir("plots") / f"{src.stem or 'run'}-{tag}-{filename}"
 
 
 def _figure(width: float = 10, height: float = 5):
@@ -142,7 +141,7 @@ def plot_curves(table: RunTable, findings: Sequence[Finding], out_path: Path, ti
     ax.grid(alpha=0.3)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path)
+    save_figure(fig, out_path)
     return out_path
 
 
@@ -160,7 +159,7 @@ def _single(table: RunTable, names: Sequence[str], out_path: Path, ylabel: str, 
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.savefig(out_path)
+    save_figure(fig, out_path)
     return out_path
 
 
@@ -183,7 +182,7 @@ def _layer_grad_norms(table: RunTable, out_path: Path) -> Path | None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-    fig.savefig(out_path)
+    save_figure(fig, out_path)
     return out_path
 
 
@@ -203,7 +202,7 @@ def plot_training_report(table: RunTable, out_dir: Path) -> list[Path]:
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.savefig(out_dir / "loss.png")
+        save_figure(fig, out_dir / "loss.png")
         written.append(out_dir / "loss.png")
     for path in (_single(table, ["train/lr"], out_dir / "lr.png", "learning rate"),
                  _single(table, ["train/grad_norm"], out_dir / "grad_norm.png", "global gradient norm", log=True),
