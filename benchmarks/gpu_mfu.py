@@ -25,9 +25,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
 from flax import nnx
 
-from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
 from ntjax.core import flops
 from ntjax.core.config import ModelConfig, TrainConfig
 from ntjax.core.model import GPT

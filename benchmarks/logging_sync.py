@@ -12,7 +12,8 @@ synchronously, every N steps, one step late (the trainer's pattern), and never.
 A read is what the trainer does: `jax.device_get` of the whole metrics dict and a float per metric. Each
 round runs `--steps` steps of every variant, in rotated order, ending when the last state is ready; a
 sample is the round's time per step, and speeds are 1 / the median sample. `read_ms` times one read of
-a finished step's metrics alone: the host work that one-step-late reading overlaps but does not remove. The top-level `ratio` is the
+a finished step's metrics alone: the host work that one-step-late reading overlaps but does not remove. The top-level
+`ratio` is the
 trainer's pattern over no reading at all, for the first preset.
 """
 from __future__ import annotations
@@ -21,11 +22,11 @@ import statistics
 
 import jax
 import jax.numpy as jnp
-
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
+
 from ntjax.core import config as config_lib
-from ntjax.core.step import make_train_step
 from ntjax.core.state import build_state
+from ntjax.core.step import make_train_step
 
 POLICIES = ("none", "every_step", "every_n", "one_step_late")
 # Steps per round: a round of the default preset takes ~2 s on 2 cores, the tiny one's ~0.1 s.

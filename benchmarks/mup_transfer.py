@@ -39,10 +39,10 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import emit, machine, parser  # noqa: E402
 from ntjax import config as config_lib  # noqa: E402
-from ntjax.scaling.coord_check import coord_check  # noqa: E402
 from ntjax.core.optimizer import make_optimizer  # noqa: E402
 from ntjax.core.schedules import make_schedule  # noqa: E402
 from ntjax.core.task import default_task  # noqa: E402
+from ntjax.scaling.coord_check import coord_check  # noqa: E402
 
 FULL = {"widths": (32, 64, 128, 256), "lrs": tuple(3.75e-4 * 2 ** k for k in range(8)), "steps": 300,
         "coord_steps": 10, "layers": 1}

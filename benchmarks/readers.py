@@ -101,7 +101,8 @@ def side_by_side(path: Path, baseline, rounds: int) -> tuple[float, float, float
     for _ in range(rounds):
         a.append(timed(ours, path))
         b.append(timed(baseline, path))
-    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    def med(xs, i):
+        return statistics.median(x[i] for x in xs)
     return med(a, 0), med(b, 0), med(a, 1), med(b, 1)
 
 
@@ -131,7 +132,8 @@ def main() -> None:
         tb_s, ea_s, tb_c, ea_c = side_by_side(tmp / "tb", tensorboard_baseline, args.rounds)
         result = {
             "jsonl_rows": args.rows, "jsonl_mb": round((tmp / "metrics.jsonl").stat().st_size / 2**20, 1),
-            "jsonl_s": round(jsonl_s, 3), "json_baseline_s": round(json_s, 3), "jsonl_ratio": round(jsonl_s / json_s, 3),
+            "jsonl_s": round(jsonl_s, 3), "json_baseline_s": round(json_s, 3),
+            "jsonl_ratio": round(jsonl_s / json_s, 3),
             "csv_rows": args.rows, "csv_s": round(csv_s, 3), "csv_baseline": csv_base,
             "csv_baseline_s": round(csv_base_s, 3), "csv_ratio": round(csv_s / csv_base_s, 3),
             "tb_scalars": args.tb_scalars, "tb_s": round(tb_s, 3), "event_accumulator_s": round(ea_s, 3),

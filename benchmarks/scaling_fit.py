@@ -28,7 +28,8 @@ from ntjax.scaling.points import drop_highest_loss, read_points  # noqa: E402
 CSV = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "chinchilla" / "svg_extracted_data.csv"
 
 
-def numpy_objective(theta: np.ndarray, logx: np.ndarray, log_loss: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+def numpy_objective(theta: np.ndarray, logx: np.ndarray, log_loss: np.ndarray,
+                    delta: float) -> tuple[float, np.ndarray]:
     """The same value and gradient as `fit.power_sum_value_and_grad`, in numpy, for scipy."""
     z = np.stack([np.full_like(log_loss, theta[0]), theta[1] - theta[3] * logx[0], theta[2] - theta[4] * logx[1]])
     top = z.max(axis=0)

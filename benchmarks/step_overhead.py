@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
 from common import Runner, Stopwatch, Timing, emit, interleaved, machine, parser, spread, steps_per_s
-from ntjax.core import config as config_lib
-from ntjax.core.step import make_bare_train_step, make_train_step
-from ntjax.core.state import build_state
 
+from ntjax.core import config as config_lib
+from ntjax.core.state import build_state
+from ntjax.core.step import make_bare_train_step, make_train_step
 
 # Rounds of one step per variant: the default preset's step takes ~0.2 s on 2 cores, the small one's ~4 s.
 DEFAULT_ROUNDS = {"tiny": 200, "default": 60, "small": 8}

@@ -13,7 +13,8 @@ relative sizes are exact). The loss is read from the model's output (`outputs.lo
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from transformers import TrainerCallback

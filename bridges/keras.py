@@ -9,7 +9,7 @@ or to the host). With `steps_per_execution > 1` only the last batch of each exec
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf

@@ -12,7 +12,7 @@ logged as `val_<name>` / `val/<name>` become `eval/<name>`. The first optimizer 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from lightning.pytorch.callbacks import Callback

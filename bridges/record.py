@@ -18,12 +18,12 @@ import sys
 import time
 import warnings
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ntjax.core.logger import MetricLogger, strict_json
-from ntjax.core.runfolder import CONFIG_FILE, METRICS_FILE
-from ntjax.core.runfolder import write_status
+from ntjax.core.runfolder import CONFIG_FILE, METRICS_FILE, write_status
 
 RUN_DIR_ENV = "NTJAX_RUN_DIR"
 
@@ -123,7 +123,7 @@ class StepRecorder:
             write_status(self.log_dir, state, step=self.last_step, reason=reason)
 
 
-def _end_at_exit(ref: "weakref.ref[StepRecorder]") -> None:
+def _end_at_exit(ref: weakref.ref[StepRecorder]) -> None:
     """At interpreter exit, end a run nobody closed: crashed if an uncaught exception is ending the process."""
     recorder = ref()
     if recorder is None or recorder.closed:

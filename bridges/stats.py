@@ -1,16 +1,16 @@
-"""Metric names for the bridges' per-step statistics, computed by `ntjax.diagnostics.tree_stats.reduced` from per-tensor
+"""Metric names for the bridges' per-step statistics, computed by `ntjax.diagnostics.reduced` from per-tensor
 reductions that the PyTorch and TensorFlow bridges make on their framework's own device.
 
 A bridge moves one small vector per step to the host (a sum of squares per gradient, plus the loss; on
 sampled steps also per-layer activation mean/std, attention entropies and, after the optimizer step,
 per-tensor update and parameter sums of squares), never the tensors themselves. Outputs are dicts of
-host floats. No JAX here: see `ntjax.diagnostics.tree_stats.reduced`.
+host floats. No JAX here: see `ntjax.diagnostics.reduced`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -19,7 +19,7 @@ then) or at `close()`. TensorFlow is imported on first use, not with this module
 
 Where the work happens: TensorFlow reduces every gradient to its sum of squares on the device it lives
 on (one compiled `tf.function`), and one small vector (those sums and the loss) is copied to the host,
-where `ntjax.diagnostics.tree_stats.reduced` makes the metrics: no gradient or variable is copied to the host, and no JAX runs.
+where `ntjax.diagnostics.reduced` makes the metrics: no gradient or variable is copied to the host, and no JAX runs.
 Update ratios copy, on a sampled step, only as many variables as fit in `snapshot_bytes` (round-robin
 over sampled steps, as `TorchMonitor` does), so the extra device memory stays bounded.
 """
@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ntjax.bridges import stats
-from ntjax.core.logger import strict_json
 from ntjax.bridges.record import StepRecorder, warn_nonfinite
+from ntjax.core.logger import strict_json
 
 MAX_SUMMARY_LAYERS = 200
 DEFAULT_SNAPSHOT_BYTES = 64 * 2**20
@@ -232,7 +233,7 @@ class TFMonitor:
             self.finish_step()
         self.recorder.close(state, reason)
 
-    def __enter__(self) -> "TFMonitor":
+    def __enter__(self) -> TFMonitor:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

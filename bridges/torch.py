@@ -20,7 +20,7 @@ forward pass, so other steps pay nothing for them). With `torch.amp.GradScaler`,
 
 Where the work happens: every statistic is reduced on the tensors' own device (`torch_device`: fused
 per-tensor norms, activation mean/std, attention entropy, all as 0-d tensors), and one small vector per
-device (the loss and one float per tensor) is copied to the host, where `ntjax.diagnostics.tree_stats.reduced` turns it into the
+device (the loss and one float per tensor) is copied to the host, where `ntjax.diagnostics.reduced` turns it into the
 metrics. No gradient, parameter or activation is copied to the host, and no JAX runs here (JAX could take
 the accelerator's memory).
 
@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -263,7 +264,7 @@ class TorchMonitor:
         self._hooks = []
         self.recorder.close(state, reason)
 
-    def __enter__(self) -> "TorchMonitor":
+    def __enter__(self) -> TorchMonitor:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -7,7 +7,8 @@ lives (fused `torch._foreach_norm` for the per-tensor norms, `torch.var_mean` fo
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

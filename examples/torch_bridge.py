@@ -87,7 +87,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, args.steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warmup if s < warmup else
-                                                 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, args.steps - warmup))))
+                                                 0.5 * (1 + math.cos(math.pi * (s - warmup)
+                                                                     / max(1, args.steps - warmup))))
     monitor = TorchMonitor(model, optimizer, log_dir=args.out, backends=args.log.split(","),  # ntjax
                            sample_every=args.sample_every)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,8 @@ import numpy as np
 import optax
 
 from ntjax.core.config import TrainConfig
-from ntjax.errors import NtjaxError
 from ntjax.core.runfolder import LoadedRun, read_config
+from ntjax.errors import NtjaxError
 
 REGRESSION_TOLERANCE = 0.01  # relative: a checkpoint 1% worse than the best before it is a regression
 MIN_TOKEN_COUNT = 20  # a byte must be a target this often before its mean loss change is reported

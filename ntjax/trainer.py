@@ -12,8 +12,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import jax
 import numpy as np
@@ -289,7 +290,7 @@ class Trainer:
             self._warn(f"interrupted: the checkpoint of step {step} did not finish in time; a re-run resumes "
                        f"from {f'checkpoint {latest}' if latest else 'the start'}")
 
-    def _judge(self, item: "_Pending", m: dict[str, float]) -> str:
+    def _judge(self, item: _Pending, m: dict[str, float]) -> str:
         """What to do after a step: continue, stop, or roll back (per `on_instability`)."""
         nonfinite = bool(m["train/nonfinite"])
         if nonfinite and not self._nan_located:

@@ -103,7 +103,8 @@ def test_bf16_compute_runs_every_matmul_in_bfloat16_with_float32_gradients():
     from ntjax.core.step import lm_loss
 
     graphdef, params = nnx.split(GPT(QUICK, nnx.Rngs(0)))
-    loss = lambda p, batch: bf16_compute(lm_loss)(nnx.merge(graphdef, p), batch)[0]
+    def loss(p, batch):
+        return bf16_compute(lm_loss)(nnx.merge(graphdef, p), batch)[0]
     batch = jnp.arange(2 * (QUICK.seq_len + 1), dtype=jnp.int32).reshape(2, -1) % QUICK.vocab_size
     jaxpr = jax.make_jaxpr(jax.grad(loss))(params, batch)
     dots = list(dot_generals(jaxpr.jaxpr))

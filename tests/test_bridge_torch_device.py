@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch", reason="the PyTorch bridge needs torch (pip install 'ntjax[torch]')")
+from test_bridge_torch import BATCH, VOCAB, batch, loss_of, read_lines, tiny_transformer  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from ntjax.bridges import torch_device  # noqa: E402
 from ntjax.bridges.torch import TorchMonitor  # noqa: E402
-from test_bridge_torch import BATCH, VOCAB, batch, loss_of, read_lines, tiny_transformer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(1)

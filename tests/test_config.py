@@ -7,8 +7,9 @@ from ntjax.errors import NtjaxError
 
 
 def test_presets_resolve_and_param_count_matches_the_model():
-    from flax import nnx
     import jax
+    from flax import nnx
+
     from ntjax.core.model import build_model
     for cfg in C.PRESETS.values():
         r = C.resolve(cfg)

@@ -4,16 +4,16 @@ import json
 import shutil
 from pathlib import Path
 
+import curvegen as cg
 import numpy as np
 import pytest
 
-import curvegen as cg
 from ntjax.cli import main
 from ntjax.commands.debug import render_next
 from ntjax.diagnostics.detectors import analyse
 from ntjax.diagnostics.hypotheses import config_evidence, diagnose, parse_symptoms, rank
-from ntjax.readers import read_run
 from ntjax.diagnostics.runtable import make_series
+from ntjax.readers import read_run
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 CAUSES = {"lr_too_high", "lr_too_low", "insufficient_warmup", "gradient_explosion", "vanishing_gradients",

@@ -1,10 +1,10 @@
 """Detectors on generated runs: healthy shapes raise no warning; every pathology is found where it was put."""
 import re
 
+import curvegen as cg
 import numpy as np
 import pytest
 
-import curvegen as cg
 from ntjax.diagnostics.detectors import analyse, curve, relations
 from ntjax.diagnostics.runtable import make_series
 

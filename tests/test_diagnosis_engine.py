@@ -4,10 +4,10 @@ calibration sanity on generated runs with known causes."""
 import copy
 import math
 
+import curvegen as cg
 import numpy as np
 import pytest
 
-import curvegen as cg
 from ntjax.diagnostics.context import optimizer_family, read_context
 from ntjax.diagnostics.detectors import analyse
 from ntjax.diagnostics.hypotheses import diagnose, load_weights, probabilities, scores

@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+from ntjax.cli import main
 from ntjax.core import config as C
 from ntjax.core.checkpoint import Checkpoints
-from ntjax.cli import main
 from ntjax.core.runfolder import load_checkpoint
 from ntjax.evaluation import logged_evals, regressions
 from ntjax.trainer import train

@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ntjax.core import config as C
 from ntjax.cli import main
-from ntjax.errors import NtjaxError
-from ntjax.core.runfolder import load_checkpoint
+from ntjax.core import config as C
 from ntjax.core.lora import add_lora, fold_lora
 from ntjax.core.model import GPT
+from ntjax.core.runfolder import load_checkpoint
+from ntjax.errors import NtjaxError
 from ntjax.trainer import train
-
 
 
 def _load_example():

@@ -4,9 +4,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import curvegen as cg
 import numpy as np
 
-import curvegen as cg
 from ntjax.diagnostics.detectors import analyse
 from ntjax.diagnostics.hypotheses import WEIGHTS_FILE, diagnose, load_weights
 

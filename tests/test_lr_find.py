@@ -10,6 +10,8 @@ import pytest
 
 from ntjax.diagnostics import lr_range as L
 from ntjax.viz.lr_range import plot_range_test
+
+
 def _curve(lr: float) -> float:
     """Falls steepest at 1e-3 (a logistic in log10 LR), flat until 0.3, then blows up."""
     x = math.log10(lr)

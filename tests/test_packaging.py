@@ -2,8 +2,9 @@
 ntjax.bridges (never as a bare top-level `bridges`)."""
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,10 +1,10 @@
 """PNG plots: the training report (skipping absent series) and the curves figure with every finding drawn."""
+import curvegen as cg
 import numpy as np
 
-import curvegen as cg
 from ntjax.diagnostics.detectors import analyse
-from ntjax.viz.plots import plot_curves, plot_training_report, thin
 from ntjax.diagnostics.runtable import RunTable, make_series
+from ntjax.viz.plots import plot_curves, plot_training_report, thin
 from ntjax.viz.terminal_plot import render
 
 PNG = b"\x89PNG\r\n\x1a\n"

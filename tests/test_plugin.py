@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from claude_client import MISSING, ROOT, claude_bin, run_claude
 
 SKILLS = {"train", "train-debug", "experiment-plan", "scaling-analysis", "hyperparam-sweep",

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from claude_client import MISSING, ROOT, claude_bin
 from test_skill_commands import LAUNCHER, command_env, extract_commands, fixture_run, shared_dir  # noqa: F401
 

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from claude_client import MISSING, ROOT, claude_bin
 
 FIXTURE_LOG = ROOT / "tests/fixtures/logs/hf_trainer_state/tinyLlama-finetune_trainer_state.json"

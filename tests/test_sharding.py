@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from ntjax.errors import NtjaxError
 from ntjax.core.sharding import param_spec, parse_mesh
+from ntjax.errors import NtjaxError
 
 STEPS = 20
 RESUMED_STEPS = 30

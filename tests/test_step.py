@@ -34,8 +34,9 @@ def test_grad_norm_is_taken_before_clipping(setup):
     cfg, graphdef, state, tx, sched, task, data = setup
     step = make_train_step(graphdef, tx, sched, loss_fn=task.loss_fn)
     # Scale the loss by 1000: the raw gradient norm grows 1000x, though clipping caps the update.
-    big_loss = lambda model, batch, probes=False: tuple(
-        (l * 1000.0, a) for l, a in [task.loss_fn(model, batch, probes)])[0]
+    def big_loss(model, batch, probes=False):
+        return tuple(
+            (l * 1000.0, a) for l, a in [task.loss_fn(model, batch, probes)])[0]
     big = make_train_step(graphdef, tx, sched, loss_fn=big_loss)
     batch = data.train_batch(0, cfg.batch_size)
     _, m1 = step(state, batch)
@@ -49,7 +50,8 @@ def test_instrumented_and_bare_steps_give_identical_parameters(setup):
     inst = make_train_step(graphdef, tx, sched, loss_fn=task.loss_fn)
     probe = make_train_step(graphdef, tx, sched, loss_fn=task.loss_fn, probes=True)
     bare = make_bare_train_step(graphdef, tx, loss_fn=task.loss_fn)
-    copy = lambda s: jax.tree.map(lambda x: np.array(x), s)
+    def copy(s):
+        return jax.tree.map(lambda x: np.array(x), s)
     a, b = copy(state), copy(state)
     for i in range(5):
         batch = data.train_batch(i, cfg.batch_size)
@@ -64,7 +66,8 @@ def test_accumulation_matches_the_full_batch(setup):
     full = make_train_step(graphdef, tx, sched, loss_fn=task.loss_fn, accum_steps=1)
     accum = make_train_step(graphdef, tx, sched, loss_fn=task.loss_fn, accum_steps=4)
     batch = data.train_batch(3, cfg.batch_size)
-    copy = lambda s: jax.tree.map(lambda x: np.array(x), s)
+    def copy(s):
+        return jax.tree.map(lambda x: np.array(x), s)
     s1, m1 = full(copy(state), batch)
     s4, m4 = accum(copy(state), batch)
     assert float(m4["train/loss"]) == pytest.approx(float(m1["train/loss"]), rel=1e-5)

@@ -15,7 +15,6 @@ from ntjax.readers import read_run
 from ntjax.sweep import study as study_lib
 
 
-
 def _sweep(*args, timeout=900):
     out = subprocess.run([sys.executable, "-m", "ntjax.cli", "sweep", *args, "--json"], capture_output=True,
                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ntjax.core import config as C
-from ntjax.errors import NtjaxError
 from ntjax.core.logger import MetricLogger
+from ntjax.errors import NtjaxError
 from ntjax.trainer import train
 
 NTJAX = [sys.executable, "-m", "ntjax.cli"]

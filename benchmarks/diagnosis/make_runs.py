@@ -318,7 +318,8 @@ def thin(metrics: Path, limit: int = MAX_RUN_BYTES) -> None:
     small as keeps the file under `limit` bytes."""
     lines = [{k: _round(k, v) for k, v in json.loads(line).items()}
              for line in metrics.read_text().splitlines() if line.strip()]
-    core = lambda d: {k: v for k, v in d.items() if k in ("step", "time") or k.startswith(("train/", "eval/"))}
+    def core(d):
+        return {k: v for k, v in d.items() if k in ("step", "time") or k.startswith(("train/", "eval/"))}
     sampled = [i for i, d in enumerate(lines) if len(d) != len(core(d))]
     for k in range(1, len(sampled) + 2):
         keep = set(sampled[::k]) | set(sampled[-1:])
@@ -385,7 +386,8 @@ def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    number = lambda v: float(v) if isinstance(v, (int, float)) else float("nan")
+    def number(v):
+        return float(v) if isinstance(v, (int, float)) else float("nan")
     found = []
     bad = [r["step"] for r in rows if "train/loss" in r and not math.isfinite(number(r["train/loss"]))]
     if bad:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ntjax.cli import Result, add_json_flag, add_progress_flag, add_trust_flags
-from ntjax.core.safefile import save_figure
 from ntjax.core import runfolder
+from ntjax.core.safefile import save_figure
 from ntjax.errors import NtjaxError
 
 FORGETTING_FILE = "forgetting_report.md"

@@ -56,9 +56,9 @@ def range_test_from_state(cfg, graphdef, state, task, lrs, *, data_start: int = 
     import jax
     import jax.numpy as jnp
 
-    from ntjax.diagnostics.lr_range import run_range_test
     from ntjax.core.optimizer import make_optimizer
     from ntjax.core.step import make_train_step
+    from ntjax.diagnostics.lr_range import run_range_test
 
     start = int(state.step)
     table = jnp.asarray(lrs, jnp.float32)
@@ -125,10 +125,10 @@ def _progress(args: argparse.Namespace, total: int):
 
 def run(args: argparse.Namespace) -> Result:
 
-    from ntjax.diagnostics import lr_range as lr_find
-    from ntjax.viz.lr_range import plot_range_test
     from ntjax.cli import dumps
+    from ntjax.diagnostics import lr_range as lr_find
     from ntjax.errors import NtjaxError
+    from ntjax.viz.lr_range import plot_range_test
 
     if not (0 < args.min_lr < args.max_lr):
         raise NtjaxError(f"need 0 < --min-lr < --max-lr (got {args.min_lr:g}, {args.max_lr:g})")
@@ -174,8 +174,8 @@ def run_command(args: argparse.Namespace) -> Result:
     """The range test of the user's own command (see ntjax/lr_command.py)."""
     import sys
 
-    from ntjax.diagnostics import lr_range as lr_find
     from ntjax.cli import dumps
+    from ntjax.diagnostics import lr_range as lr_find
     from ntjax.usercmd.lr_range import command_argv, range_test_of_command, run_dir_for
 
     out = Path(args.out or "runs/lr-find")

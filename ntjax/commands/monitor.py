@@ -126,6 +126,7 @@ def _once_or_stream(args: argparse.Namespace, path: Path) -> Result:
         _refuse_unreadable(path, table)
         if _fancy(args) and not args.json:
             from rich.console import Console
+
             from ntjax.monitor.panels import rich_frame
             Console().print(rich_frame(table, st, width=min(os.get_terminal_size().columns, 160)))
             return Result(data={}, human="")

@@ -62,9 +62,9 @@ def _no_subcommand(args: argparse.Namespace) -> Result:
 
 
 def run_check(args: argparse.Namespace) -> Result:
-    from ntjax.scaling import coord_check as cc
     from ntjax.cli import dumps
     from ntjax.errors import NtjaxError
+    from ntjax.scaling import coord_check as cc
 
     if args.layers < 1 or args.heads < 1:
         raise NtjaxError("--layers and --heads must be at least 1")

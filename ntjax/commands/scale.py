@@ -23,8 +23,8 @@ import argparse
 from pathlib import Path
 
 from ntjax.cli import Result, add_json_flag, add_progress_flag
-from ntjax.errors import NtjaxError
 from ntjax.core import runfolder as rf
+from ntjax.errors import NtjaxError
 
 
 def _floats(text: str) -> list[float]:

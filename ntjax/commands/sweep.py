@@ -19,9 +19,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -144,8 +144,8 @@ def plan_line(recipe, max_runs: int) -> str:
 def init_loss(base_cfg) -> float:
     """The eval loss of the model at initialisation (L0 of the LR sensitivity)."""
     from ntjax.core import config as config_lib
-    from ntjax.core.step import make_eval_step
     from ntjax.core.state import build_state, evaluate
+    from ntjax.core.step import make_eval_step
 
     cfg = config_lib.resolve(base_cfg)
     task, graphdef, state, _ = build_state(cfg)

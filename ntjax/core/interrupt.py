@@ -3,7 +3,7 @@ hung file system (or a second Ctrl-C) cannot keep a user from getting their term
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 INTERRUPT_SAVE_S = 60.0  # long enough for any checkpoint this tool writes on a local disk
 

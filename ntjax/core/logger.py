@@ -11,13 +11,14 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from ntjax.errors import NtjaxError
 from ntjax.core.runfolder import METRICS_FILE
+from ntjax.errors import NtjaxError
 
 BACKENDS = ("jsonl", "csv", "tensorboard", "wandb")
 
@@ -239,7 +240,7 @@ class MetricLogger:
         for b in self.backends:
             b.close()
 
-    def __enter__(self) -> "MetricLogger":
+    def __enter__(self) -> MetricLogger:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -3,12 +3,13 @@
 `core.state.build_state` wraps the layers when `cfg.init_from` is set and `cfg.lora_rank > 0`
 (`core.runfolder.load_base_params` supplies the base weights). The targeted `nnx.Linear` layers become
 `nnx.LoRALinear` (Flax NNX's LoRA: the frozen kernel plus a trainable low-rank product A·B with B
-initialised to zero, Hu et al. 2021), so the model starts exactly equal to the base and only the `nnx.LoRAParam` leaves are trained. `nnx.LoRALinear` keeps
-the `kernel`/`bias` paths of `nnx.Linear`, so per-layer metrics keep their names.
+initialised to zero, Hu et al. 2021), so the model starts exactly equal to the base and only the
+`nnx.LoRAParam` leaves are trained. `nnx.LoRALinear` keeps the `kernel`/`bias` paths of `nnx.Linear`, so
+per-layer metrics keep their names.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import jax.numpy as jnp
 from flax import nnx

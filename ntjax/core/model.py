@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ntjax.core.config import ModelConfig
-from ntjax.diagnostics.tree_stats import activation_stats, attention_entropy
 from ntjax.core.mup import Widths
+from ntjax.diagnostics.tree_stats import activation_stats, attention_entropy
 
 Stats = dict[str, jax.Array]
 

@@ -52,7 +52,8 @@ import dataclasses
 import functools
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import optax

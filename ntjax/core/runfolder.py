@@ -10,8 +10,9 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ntjax.core import config as config_lib
 from ntjax.errors import NtjaxError

@@ -45,7 +45,7 @@ class RunLock:
         self.folder, self.what = Path(folder), what
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LOCK_FILE
         # O_NOFOLLOW: a planted symlink must not make us truncate someone else's file.
@@ -75,7 +75,7 @@ class RunLock:
                 pass
             os.close(fd)  # closing the descriptor releases the flock
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -9,16 +9,17 @@ data-parallel shards and no accumulation, the shards' own gradients give them in
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ntjax.diagnostics import tree_stats as diagnostics
 from ntjax.core.guards import SpikeGuardState
 from ntjax.core.sharding import StepSharding
+from ntjax.diagnostics import tree_stats as diagnostics
 
 LossFn = Callable[[nnx.Module, jax.Array, bool], tuple[jax.Array, dict[str, jax.Array]]]
 

@@ -19,7 +19,8 @@ See examples/custom_spec.py.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -27,10 +28,10 @@ from flax import nnx
 from ntjax.core import mup
 from ntjax.core.config import TrainConfig
 from ntjax.core.data import make_data, unigram_entropy
-from ntjax.core.spec import load_spec
-from ntjax.errors import NtjaxError
 from ntjax.core.model import GPT
+from ntjax.core.spec import load_spec
 from ntjax.core.step import LossFn, lm_loss
+from ntjax.errors import NtjaxError
 
 
 @dataclasses.dataclass

@@ -7,8 +7,8 @@ A spec is imported only when the user named that same file on the command line (
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ntjax.errors import NtjaxError
 

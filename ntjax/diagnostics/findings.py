@@ -6,7 +6,7 @@ carries where a plot should draw it (spike steps, a best-eval step) and is not p
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 SEVERITIES = ("info", "warning", "critical")
 

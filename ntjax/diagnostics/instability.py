@@ -6,7 +6,8 @@ means the run is leaving its stable region); `skip` only lets the guard skip upd
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 Action = Literal["continue", "stop", "rollback"]
 

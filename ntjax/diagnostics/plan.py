@@ -11,8 +11,8 @@ import dataclasses
 import math
 import re
 
-from ntjax.errors import NtjaxError
 from ntjax.core.flops import attention_flops_per_token, peak_flops
+from ntjax.errors import NtjaxError
 
 DEFAULT_MFU = 0.4
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}

@@ -13,7 +13,7 @@ could initialise an accelerator backend and take its memory.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class Series:
     def __len__(self) -> int:
         return int(self.step.shape[0])
 
-    def finite(self) -> "Series":
+    def finite(self) -> Series:
         """The points whose value is finite."""
         keep = np.isfinite(self.value)
         return dataclasses.replace(self, step=self.step[keep], value=self.value[keep], time=self.time[keep])

@@ -1,13 +1,14 @@
 """Pure per-step diagnostics on pytrees of arrays, computed inside ntjax's jitted steps. The PyTorch and
 TensorFlow bridges compute the same quantities from per-tensor reductions made on their own device
-(`ntjax.diagnostics.tree_stats.reduced`, numpy only: no JAX runs in a user's training process).
+(`ntjax.diagnostics.reduced`, numpy only: no JAX runs in a user's training process).
 
 Every function is jit-able and returns arrays; names are parameter paths joined with dots
 (`blocks.0.attn.qkv.kernel`).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ntjax.core import runfolder as rf
 from ntjax.diagnostics.runtable import RunTable, make_series, normalise_name
 from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, pick_key
 from ntjax.readers.jsonl import parse_lines
-from ntjax.core import runfolder as rf
-
 
 
 def _number(value) -> float | None:

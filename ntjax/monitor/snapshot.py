@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ntjax.monitor.panels import CHARTS, Status, status_lines
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.monitor.panels import CHARTS, Status, status_lines
 
 
 def draw(table: RunTable, st: Status):

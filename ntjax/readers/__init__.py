@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 
+from ntjax.core import runfolder as rf
+from ntjax.diagnostics.runtable import RunTable
 from ntjax.readers.delimited import read_delimited
 from ntjax.readers.detect import HEAD_BYTES, Run, decode, find_runs, sniff
 from ntjax.readers.errors import ReadError, fail
@@ -23,8 +25,6 @@ from ntjax.readers.jsonl import read_json_document, read_jsonl
 from ntjax.readers.text import read_text
 from ntjax.readers.tfevents import read_event_files
 from ntjax.readers.wandb_run import is_summary, read_history_jsonl, read_wandb_file
-from ntjax.diagnostics.runtable import RunTable
-from ntjax.core import runfolder as rf
 
 __all__ = ["FORMATS", "ReadError", "read_run", "read_runs"]
 

@@ -10,6 +10,7 @@ columnar speed.
 from __future__ import annotations
 
 import io
+
 import numpy as np
 
 from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, add_chunk, pick_key, to_floats

@@ -6,7 +6,7 @@ normalises the names and makes one sorted series per name (last write of a repea
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

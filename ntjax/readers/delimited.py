@@ -16,10 +16,10 @@ from operator import itemgetter
 
 import numpy as np
 
-from ntjax.readers import columnar
-from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, one_float, add_chunk, build_table, pick_key
-from ntjax.readers.jsonl import _capped
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.readers import columnar
+from ntjax.readers.columns import STEP_KEYS, TIME_KEYS, Chunks, add_chunk, build_table, one_float, pick_key
+from ntjax.readers.jsonl import _capped
 
 MAX_SNIFF_LINES = 20  # lines looked at to tell CSV from text
 _WANDB_EXPORT_SUFFIX = re.compile(r"__(MIN|MAX|step)$")
@@ -105,7 +105,8 @@ def read_delimited(source: str, text: str) -> RunTable:
     """A CSV/TSV log as one RunTable; rows with the wrong number of fields are reported and skipped.
 
     A dense file (the large case: every row full width, numbers or empty cells) is parsed in one call
-    (polars, or numpy's `loadtxt` when small); anything else (sparse Lightning rows, quoted cells, repeated headers, torn rows) goes through the csv module.
+    (polars, or numpy's `loadtxt` when small); anything else (sparse Lightning rows, quoted cells, repeated headers,
+    torn rows) goes through the csv module.
     """
     text = text.replace("\x00", "").lstrip("\r\n\t ")
     header_line, _, body = text.partition("\n")

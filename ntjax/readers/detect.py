@@ -9,10 +9,10 @@ import json
 import os
 import re
 
+from ntjax.core import runfolder as rf
 from ntjax.readers.delimited import looks_delimited
 from ntjax.readers.tfevents import is_event_file
 from ntjax.readers.wandb_run import is_wandb_file
-from ntjax.core import runfolder as rf
 
 HEAD_BYTES = 65536  # enough of a file to tell its format
 MAX_CONTROL_FRACTION = 0.01  # more control bytes than this in the head: binary, not a text log

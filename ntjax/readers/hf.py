@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from ntjax.readers.jsonl import rows_table
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.readers.jsonl import rows_table
 
 _SUMMARY_KEYS = ("train_runtime", "total_flos")
 

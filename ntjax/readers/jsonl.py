@@ -12,10 +12,10 @@ import json
 
 import numpy as np
 
+from ntjax.diagnostics.runtable import RunTable
 from ntjax.readers import columnar
 from ntjax.readers.columns import STEP_KEYS, Chunks, add_chunk, build_table, pick_key, to_floats
 from ntjax.readers.rows import rows_to_chunks
-from ntjax.diagnostics.runtable import RunTable
 
 BLOCK_LINES = 20_000  # lines decoded per json.loads call: large enough to amortise, small to re-read
 MAX_LISTED = 5  # bad lines listed one by one before the rest are counted

@@ -5,8 +5,8 @@ by numpy in one call, so no Python code runs per cell.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from ntjax.readers.columns import Chunks, add_chunk, build_table
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.readers.columns import Chunks, add_chunk, build_table
 
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
 # A quoted key in a printed Python dict or JSON: {'loss': 2.3} -> loss: 2.3.

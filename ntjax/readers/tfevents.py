@@ -15,8 +15,8 @@ import struct
 
 import numpy as np
 
-from ntjax.readers.columns import Chunks, add_chunk, build_table
 from ntjax.diagnostics.runtable import RunTable
+from ntjax.readers.columns import Chunks, add_chunk, build_table
 
 _FLOAT_DTYPES = {1: "<f4", 2: "<f8", 19: "<f2", 3: "<i4", 9: "<i8"}  # DataType enum -> numpy dtype
 MAX_TEXT_CHARS = 20_000  # text summaries (HF logs its whole TrainingArguments) are kept for evidence

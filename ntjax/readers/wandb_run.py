@@ -14,9 +14,9 @@ import os
 import struct
 import zlib
 
+from ntjax.diagnostics.runtable import RunTable
 from ntjax.readers.columns import TIME_KEYS
 from ntjax.readers.jsonl import _capped, parse_lines, rows_table
-from ntjax.diagnostics.runtable import RunTable
 
 MAGIC = b":W&B"
 _HEADER_LEN, _BLOCK, _CHUNK_HEADER = 7, 32768, 7

@@ -1,7 +1,7 @@
 """Everything `ntjax scale fit` reports about a set of runs, as one JSON-ready dict."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ntjax.errors import NtjaxError
 
@@ -60,9 +60,8 @@ def execute_command(template: str, widths: Sequence[int], steps: Sequence[int], 
                     tokens_per_step: float, metric: str = "eval/loss", n_params: dict[int, int] | None = None,
                     grace: float = 120.0, log: Callable[[str], None] = lambda s: None) -> list[dict]:
     """Run every point (a finished point's recorded row is reused) and return the CSV rows."""
-    from ntjax.usercmd.launch import launch_and_report
-    from ntjax.usercmd.launch import fill_template, write_run_file
     from ntjax.sweep.command import final_value
+    from ntjax.usercmd.launch import fill_template, launch_and_report, write_run_file
 
     points = design(template, widths, steps)
     rows = []

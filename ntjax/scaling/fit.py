@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +71,8 @@ def _minimize_batch(theta0_SxP: jax.Array, logx_TxN: jax.Array, log_loss_N: jax.
                     *, delta: float, max_iter: int, ftol: float, gtol: float,
                     max_backtracks: int) -> lbfgs.LbfgsResult:
     def one(theta0: jax.Array, weights_N: jax.Array) -> lbfgs.LbfgsResult:
-        vg = lambda th: power_sum_value_and_grad(th, logx_TxN, log_loss_N, weights_N, delta)
+        def vg(th):
+            return power_sum_value_and_grad(th, logx_TxN, log_loss_N, weights_N, delta)
         return lbfgs.minimize(vg, theta0, max_iter=max_iter, ftol=ftol, gtol=gtol, max_backtracks=max_backtracks)
     return jax.vmap(one)(theta0_SxP, weights_SxN)
 

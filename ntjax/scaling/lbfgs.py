@@ -12,7 +12,8 @@ positive definite.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +82,8 @@ def minimize(value_and_grad: ValueAndGrad, x0: jax.Array, *, max_iter: int = 500
         slope = st.g @ d
         steepest = -st.g / jnp.maximum(jnp.linalg.norm(st.g), 1e-30)
         d, slope = jnp.where(slope < 0, d, steepest), jnp.where(slope < 0, slope, st.g @ steepest)
-        value = lambda t: value_and_grad(st.x + t * d)[0]  # the gradient is dropped: XLA prunes it
+        def value(t):
+            return value_and_grad(st.x + t * d)[0]  # the gradient is dropped: XLA prunes it
 
         def too_high(c):
             t, ft, n = c

@@ -43,7 +43,7 @@ class ScalingPoints:
     def __len__(self) -> int:
         return int(self.loss.shape[0])
 
-    def subset(self, mask: np.ndarray) -> "ScalingPoints":
+    def subset(self, mask: np.ndarray) -> ScalingPoints:
         return ScalingPoints(self.n_params[mask], self.n_tokens[mask], self.flops[mask], self.loss[mask],
                              self.columns)
 

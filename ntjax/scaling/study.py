@@ -15,8 +15,8 @@ import csv
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import optuna
 
@@ -48,8 +48,8 @@ def validate_command_recipe(r):
 
 def final_value(metrics_source: str | None, metric: str) -> tuple[float | None, list[str]]:
     """The last logged value of `metric` in the trial's logs, and the metric names that were logged."""
-    from ntjax.readers import ReadError, read_run
     from ntjax.diagnostics.runtable import normalise_name
+    from ntjax.readers import ReadError, read_run
 
     if metrics_source is None:
         return None, []
@@ -66,10 +66,10 @@ def final_value(metrics_source: str | None, metric: str) -> tuple[float | None, 
 
 def make_command_objective(recipe, out_dir: Path, budget) -> Callable[[optuna.Trial], float]:
     """Run one trial of the user's command into `out_dir/trial_NNNN`; its value is `recipe.metric`'s last."""
-    from ntjax.usercmd.launch import Launcher, Stop, fill_template, update_run_file, write_run_file
-    from ntjax.usercmd.report import write_user_report
     from ntjax.diagnostics.runtable import normalise_name
     from ntjax.sweep.trials import Skipped, trial_dir, worst
+    from ntjax.usercmd.launch import Launcher, Stop, fill_template, update_run_file, write_run_file
+    from ntjax.usercmd.report import write_user_report
 
     params_space = recipe.space()
     metric = normalise_name(recipe.metric) if "/" not in recipe.metric else recipe.metric

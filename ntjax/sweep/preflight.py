@@ -3,7 +3,7 @@
 trial and spending the budget on nothing."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ntjax.errors import NtjaxError
 

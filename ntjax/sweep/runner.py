@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial

@@ -9,8 +9,9 @@ import dataclasses
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -13,17 +13,18 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ntjax.core import config as config_lib
+from ntjax.core import runfolder as rf
 from ntjax.errors import NtjaxError
 from ntjax.sweep import space as space_lib
 from ntjax.sweep.trials import Skipped, trial_dir, worst
-from ntjax.core import runfolder as rf
 
 STRATEGIES = ("grid", "random", "bayes")
 PRUNERS = ("median", "hyperband", "none")
@@ -62,7 +63,7 @@ class Recipe:
         return {**dataclasses.asdict(self), "params": list(self.params)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
         return cls(**{**d, "params": tuple(d["params"])})
 
 

@@ -33,9 +33,8 @@ def command_metrics(command: str, out: Path, grace: float) -> dict[str, Any]:
     """Run the user's eval command as an ntjax run; the last logged value of every `eval/*` metric."""
     import sys
 
-    from ntjax.usercmd.launch import launch_and_report
     from ntjax.readers import ReadError, read_run
-    from ntjax.usercmd.launch import write_run_file
+    from ntjax.usercmd.launch import launch_and_report, write_run_file
 
     run_dir = out / f"eval-run-{time.strftime('%Y%m%d-%H%M%S')}"
     argv = shlex.split(command)

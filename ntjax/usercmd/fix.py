@@ -179,9 +179,8 @@ def adapt(h, run: UserRun, cfg: dict[str, Any], table, source: str):
 def apply_user_fix(run: UserRun, h, before_table, grace: float = 120.0) -> dict[str, Any]:
     """Re-run the user's command with the fix and compare with the original run at equal steps."""
     from ntjax.diagnostics.runtable import value_near
-    from ntjax.usercmd.launch import launch_and_report
     from ntjax.readers import ReadError, read_run
-    from ntjax.usercmd.launch import write_run_file
+    from ntjax.usercmd.launch import launch_and_report, write_run_file
 
     o = h.overrides
     if not o:

@@ -135,8 +135,8 @@ def next_steps_user(run_dir: Path, argv: list[str]) -> list[str]:
 def write_user_report(run_dir: Path, outcome: Any, argv: list[str], plots_too: bool = True) -> Path | None:
     """Draw the plots and write report.md for a user-command run; None when it logged nothing readable."""
     from ntjax.diagnostics.detectors import analyse
-    from ntjax.viz.plots import plot_training_report
     from ntjax.readers import ReadError, read_run
+    from ntjax.viz.plots import plot_training_report
 
     table = analysis = None
     plots: list[Path] = []

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from ntjax.core import runfolder as rf
+from ntjax.core.safefile import private_dir, save_figure
 from ntjax.diagnostics.detectors import smoothing as sm
 from ntjax.diagnostics.findings import Finding
 from ntjax.diagnostics.runtable import RunTable, Series
-from ntjax.core import runfolder as rf
-from ntjax.core.safefile import private_dir, save_figure
 
 MAX_PLOTTED = 20_000  # points drawn per line; beyond that a min/max-preserving thinning keeps spikes visible
 LAYER_LINES = 12  # per-layer grad norms: the most extreme layers, or the legend is unreadable

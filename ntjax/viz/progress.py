@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from ntjax.viz.progress_lines import Cadence, emit, train_line
 

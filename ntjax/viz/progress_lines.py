@@ -14,7 +14,8 @@ import math
 import sys
 import threading
 import time
-from typing import IO, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 PREFIX = "progress:"
 DEFAULT_EVERY_S = 30.0

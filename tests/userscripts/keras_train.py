@@ -4,8 +4,8 @@ import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ntjax.bridges.tensorflow import KerasCallback

@@ -4,7 +4,7 @@ no learning, slow convergence. Each returns Findings with the step where the pat
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
