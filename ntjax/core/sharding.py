@@ -36,7 +36,7 @@ def parse_mesh(spec: str, n_devices: int | None = None) -> dict[str, int]:
     The product of the sizes must equal `n_devices` (default `jax.device_count()`, all processes).
     """
     n_devices = jax.device_count() if n_devices is None else n_devices
-    sizes = dict.fromkeys(AXES, 1)
+    sizes: dict[str, int] = dict.fromkeys(AXES, 1)
     seen: set[str] = set()
     for item in spec.split(","):
         m = _ITEM.match(item)

@@ -85,6 +85,7 @@ def _read_one_of(root: str, runs: list[Run]) -> RunTable:
             table.problems.append(f"{root} holds {len(runs)} runs; read the most recently written, "
                                   f"{run.name} (pass its path, or use read_runs, for the others)")
         return table
+    assert first_error is not None  # `runs` is never empty here: every candidate failed to read
     raise first_error
 
 

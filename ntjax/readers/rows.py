@@ -5,7 +5,7 @@ by numpy in one call, so no Python code runs per cell.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 
 import numpy as np
@@ -53,7 +53,7 @@ def rows_to_chunks(rows: Sequence[dict], chunks: Chunks, *, step_key: str | None
     return step_key
 
 
-def _groups(rows: Sequence[dict]) -> dict[tuple, list[int] | None]:
+def _groups(rows: Sequence[dict]) -> Mapping[tuple, list[int] | None]:
     """Row indices by key tuple; None stands for "every row" (the common case, without an index list)."""
     distinct = set(map(tuple, rows))
     if len(distinct) <= 1:
@@ -61,10 +61,10 @@ def _groups(rows: Sequence[dict]) -> dict[tuple, list[int] | None]:
     groups: dict[tuple, list[int]] = {}
     for i, keys in enumerate(map(tuple, rows)):
         groups.setdefault(keys, []).append(i)
-    return groups
+    return dict(groups)
 
 
-def _row_steps(rows: Sequence[dict], groups: dict[tuple, list[int] | None], step_key: str | None) -> np.ndarray:
+def _row_steps(rows: Sequence[dict], groups: Mapping[tuple, list[int] | None], step_key: str | None) -> np.ndarray:
     """One step per row: the row's own, else carried forward from the row before, else the row index."""
     n = len(rows)
     if step_key is None:
