@@ -38,7 +38,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import emit, machine, parser  # noqa: E402
-from ntjax import config as config_lib  # noqa: E402
+from ntjax.core import config as config_lib  # noqa: E402
 from ntjax.core.optimizer import make_optimizer  # noqa: E402
 from ntjax.core.schedules import make_schedule  # noqa: E402
 from ntjax.core.task import default_task  # noqa: E402

@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"ntjax {args.command}: error: this command needs {e.name.split('.')[0]}, which is not installed: "
               "pip install 'ntjax[cli]' (the bare package holds only the bridges)", file=sys.stderr)
+        return 2
     except OSError as e:
         if e.filename is None and not disk_full(e):
             if os.environ.get("NTJAX_TRACEBACK"):

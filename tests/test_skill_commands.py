@@ -90,6 +90,8 @@ def cap_budget(command: str) -> str:
         return f"{flag} {min(float(value), cap):g}" if re.fullmatch(r"[0-9.e+-]+", value) else m.group(0)
     flags = "|".join(re.escape(f) for f in BUDGET_CAPS)
     capped = re.sub(rf"({flags})[ =](\S+)", lower, command)
+    # A searched warmup must fit the capped --steps too (a real sweep's 0..200 of 300 steps).
+    capped = re.sub(r"warmup=int:\d+:\d+", f"warmup=int:0:{BUDGET_CAPS['--warmup']}", capped)
     if ntjax_subcommand(capped) in TRAINING and not re.search(r"\s--(preset|run|spec|command)\b", capped):
         capped += " --preset tiny"  # the default preset is the bigger model
     return capped

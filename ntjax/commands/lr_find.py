@@ -186,7 +186,9 @@ def run_command(args: argparse.Namespace) -> Result:
                                                steps=args.steps, stop_factor=args.stop_factor, beta=args.beta,
                                                grace=args.grace, echo=echo)
     source = f"the command `{args.user_command}`"
-    plot = lr_find.plot_range_test(test, sug, out / "lr_find.png", title="LR range test: your command")
+    from ntjax.viz.lr_range import plot_range_test
+
+    plot = plot_range_test(test, sug, out / "lr_find.png", title="LR range test: your command")
     data = {"source": source, "run_dir": str(run_dir), **lr_find.to_dict(test, sug), "plot": str(plot)}
     (out / "lr_find.json").write_text(dumps(data) + "\n")
 

@@ -33,6 +33,10 @@ LR_FAR_ABOVE = 10.0  # the fixes use the size-based rule when the LR is 10x off 
 LR_FAR_BELOW = 0.1
 LR_ABSURD = 0.1
 # Which missing inputs would have informed which cause (for "insufficient evidence: log ...").
+# The causes `ntjax debug` can rank (CONTRACTS.md's vocabulary; the fitted weights cover exactly these).
+CAUSES = ("lr_too_high", "lr_too_low", "insufficient_warmup", "gradient_explosion", "vanishing_gradients",
+          "numerical_precision", "overfitting", "underfitting", "data_pipeline", "batch_size", "weight_decay",
+          "attention_logit_growth", "output_logit_divergence", "initialization", "lr_schedule", "label_noise")
 NEEDS = {"vanishing_gradients": ("layers",), "gradient_explosion": ("grad_norm", "layers"),
          "lr_too_high": ("train", "lr", "updates", "grad_norm"), "lr_too_low": ("lr", "updates"),
          "insufficient_warmup": ("lr",), "overfitting": ("eval", "train"), "underfitting": ("eval",),

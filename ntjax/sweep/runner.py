@@ -41,7 +41,8 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
     study, recipe = study_lib.open_study(recipe, storage, study_name, max_runs=max_runs)
     from ntjax.sweep.preflight import validate_before_first_trial
 
-    validate_before_first_trial(recipe)
+    if not recipe.command:  # a command sweep is checked by its own first trial (below), not by a preset
+        validate_before_first_trial(recipe)
     lost = study_lib.recover_lost_trials(study, heartbeat_s)
     if lost:
         say(f"trial(s) {', '.join(map(str, lost))} were lost with their worker: marked FAIL, queued again")
