@@ -104,6 +104,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, int, str]:
     return cfg, graphdef, state, task, 0, f"a fresh init of preset {cfg.preset}"
 
 
+def suggestion_text(source: str, test, sug, min_lr: float) -> str:
+    """The human summary of a range test and its suggestions (the preset and the command paths alike)."""
+    steep = f"{sug.steepest:.3g}" if sug.steepest is not None else "n/a (too few points before the minimum)"
+    return "\n".join([f"LR range test of {source}: {len(test.lrs)} steps from {min_lr:g}, stopped: {test.stop_reason}",
+                      f"  loss minimum at lr {sug.min_loss_lr:.3g}", f"  steepest descent:  {steep}",
+                      f"  minimum / 10:      {sug.min_over_10:.3g}   <- recommended", f"  why: {sug.why}"])
+
+
 def _progress(args: argparse.Namespace, total: int):
     """A per-step hook printing `progress: lr-find ...` lines on the cadence (None when not wanted)."""
     import time
@@ -155,12 +163,7 @@ def run(args: argparse.Namespace) -> Result:
     (out / "lr_find.json").write_text(dumps(data) + "\n")
 
     def human() -> None:
-        steep = f"{sug.steepest:.3g}" if sug.steepest is not None else "n/a (too few points before the minimum)"
-        print(f"LR range test on {source}: {len(test.lrs)} steps from {args.min_lr:g}, stopped: {test.stop_reason}")
-        print(f"  loss minimum at lr {sug.min_loss_lr:.3g}")
-        print(f"  steepest descent:  {steep}")
-        print(f"  minimum / 10:      {sug.min_over_10:.3g}   <- recommended")
-        print(f"  why: {sug.why}")
+        print(suggestion_text(source, test, sug, args.min_lr))
         if cfg.lr:
             print(f"  (the config's peak LR is {cfg.lr:.3g})")
         print(f"  plot: {plot}")
@@ -193,12 +196,7 @@ def run_command(args: argparse.Namespace) -> Result:
     (out / "lr_find.json").write_text(dumps(data) + "\n")
 
     def human() -> None:
-        steep = f"{sug.steepest:.3g}" if sug.steepest is not None else "n/a (too few points before the minimum)"
-        print(f"LR range test of {source}: {len(test.lrs)} steps from {args.min_lr:g}, stopped: {test.stop_reason}")
-        print(f"  loss minimum at lr {sug.min_loss_lr:.3g}")
-        print(f"  steepest descent:  {steep}")
-        print(f"  minimum / 10:      {sug.min_over_10:.3g}   <- recommended")
-        print(f"  why: {sug.why}")
+        print(suggestion_text(source, test, sug, args.min_lr))
         print(f"  plot: {plot}; the run: {run_dir}")
         print(f"  next: run your script with LR {sug.recommended:.2g}, or sweep around it: ntjax sweep --command "
               f"'... --lr {{lr}}' --param lr=log:{sug.recommended / 3:.1g}:{sug.recommended * 3:.1g}")
