@@ -65,6 +65,37 @@ def test_tensorboardx_scalars_and_histograms(tmp_path):
     np.testing.assert_allclose(hist["mean"], 0, atol=1e-9)
 
 
+def test_tensorboard_sliced_scalars_equal_the_protobuf_parse(tmp_path, monkeypatch):
+    """The sliced fast path for one-scalar events gives exactly what the protobuf parser gives, on a file
+    that mixes it with the shapes it must hand over: step 0 (no step field), steps of many varint bytes,
+    a tag too long for one length byte, histograms and text."""
+    from tensorboardX import SummaryWriter
+
+    import ntjax.readers.tfevents as tfevents
+    steps = [0, 1, 127, 128, 300, 70_000, 2**40]
+    with SummaryWriter(logdir=str(tmp_path)) as w:
+        for s in steps:
+            w.add_scalar("train/loss", 1.5 + s % 7, global_step=s, walltime=1.7e9 + s)
+            w.add_scalar("x" * 200, -float(s % 5), global_step=s)
+            w.add_histogram("grads/w", np.arange(10.0), global_step=s)
+            w.add_text("note", "hello", global_step=s)
+    sliced = []
+    real = tfevents.slice_scalars
+    monkeypatch.setattr(tfevents, "slice_scalars", lambda *a: sliced.append(real(*a)) or sliced[-1])
+    fast = read_run(tmp_path)
+    assert sorted(sliced[0][1]) == ["train/loss", "x" * 200][:1]  # step 0 and the long tag were parsed
+    assert len(sliced[0][1]["train/loss"][0]) == len(steps) - 1
+    monkeypatch.setattr(tfevents, "slice_scalars", lambda buf, off, length: (np.zeros(len(off), bool), {}))
+    slow = read_run(tmp_path)
+    assert fast.names() == slow.names() and "train/loss" in fast.names()
+    for name in fast.names():
+        a, b = fast.series[name], slow.series[name]
+        np.testing.assert_array_equal(a.step, b.step)
+        np.testing.assert_array_equal(a.value, b.value)
+        np.testing.assert_array_equal(a.time, b.time)
+    np.testing.assert_array_equal(fast.series["train/loss"].step, steps)
+
+
 def test_tensorflow_tensor_valued_scalars(tmp_path):
     tf = pytest.importorskip("tensorflow")
     writer = tf.summary.create_file_writer(str(tmp_path))

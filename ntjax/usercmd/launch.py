@@ -382,6 +382,12 @@ class Launcher:
         except KeyboardInterrupt:
             stopped, message = "interrupted", "interrupted (Ctrl-C): the job was stopped"
             self.stop(signal.SIGINT)  # a Python script gets its KeyboardInterrupt and can clean up
+            # What the job logged before Ctrl-C still counts: read the rest of the log once more.
+            if tail is None and (source := find_metrics_source(self.run_dir)) is not None:
+                tail = LogTail(source)
+            if tail is not None:
+                for step, m in tail.poll(force=True)[0]:
+                    last_train, last_step = {**last_train, **m}, step
         finally:
             if self.proc.poll() is None:
                 self.stop()
