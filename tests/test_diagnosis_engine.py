@@ -71,7 +71,10 @@ def test_healthy_sgd_setups_get_no_lr_rule(config):
     # lr 20 with plain SGD and clipping on an LSTM LM, lr 0.1 with SGD momentum on a CNN: known healthy setups.
     for shape in ("power_law", "exponential"):
         d = _diagnose(_with(config, shape))
-        assert d.hypotheses == [], [(h.cause, h.confidence, h.evidence) for h in d.hypotheses]
+        # no LR cause at all, and nothing the engine would call likely (a run with no gap between eval and
+        # train may keep a few % on a leak: that is also what a leak looks like)
+        assert all(h.confidence < 0.1 and not h.cause.startswith("lr_") for h in d.hypotheses), \
+            [(h.cause, h.confidence, h.evidence) for h in d.hypotheses]
 
 
 def test_adam_size_rule_says_which_context_it_assumed():
@@ -263,3 +266,32 @@ def test_healthy_and_heavy_tailed_histograms_raise_no_warning():
     bad = [f for f in analyse(tab).findings if f.severity != "info"]
     assert bad == []
     assert any(f.kind == "heavy_tailed_gradients" for f in analyse(tab).findings)
+
+
+def _memorising_run(scatter: float, every: int = 1, n: int = 300, seed: int = 0) -> RunTable:
+    """Train loss 2.3 -> ~0.005 (a 460x fall) with per-step log-normal scatter `scatter`, logged every
+    `every` steps; eval rises from step 60 (what memorising a few examples looks like)."""
+    t = np.arange(0.0, n, every)
+    rng = np.random.default_rng(seed)
+    tab = RunTable(source="memorise", format="synthetic")
+    tab.add(make_series("train/loss", t, 2.3 * np.exp(-t / 49) * np.exp(scatter * rng.standard_normal(t.size))))
+    e = np.arange(0.0, n, 20)
+    tab.add(make_series("eval/loss", e, 2.0 + 0.004 * np.maximum(e - 60, 0)))
+    return tab
+
+
+def test_same_examples_every_step_is_named_and_explains_the_overfitting():
+    """A per-step train loss that collapses with no minibatch scatter: the loader repeats one batch, which
+    the engine must rank above plain overfitting; fresh minibatches (log scatter 0.1) or a log averaged
+    over 10 steps must not be read that way."""
+    from ntjax.diagnostics.evidence import sig_same_batch
+
+    def fires(tab):
+        return sig_same_batch(tab, analyse(tab), read_context(tab), set()) is not None
+
+    repeated = _memorising_run(0.0005)
+    assert fires(repeated)
+    assert not fires(_memorising_run(0.1)) and not fires(_memorising_run(0.0005, every=10))
+    top = _diagnose(repeated, {"overfitting"}).hypotheses[0]
+    assert top.cause == "data_pipeline" and any("same examples" in e for e in top.evidence)
+    assert _diagnose(_memorising_run(0.1), {"overfitting"}).hypotheses[0].cause == "overfitting"

@@ -66,7 +66,7 @@ def targets(item: dict) -> set[str]:
 
 class Model:
     """The engine's log-linear model as arrays: "healthy" (prior fixed at 0) then the causes; priors b (C)
-    and weights W ((1 + C) x S) on a fixed mask."""
+    and weights W ((1 + C) x S): `linked` pairs carry a weight, `mask` the ones that are fitted."""
 
     def __init__(self, weights: dict, signals: list[str]):
         self.causes = list(weights["causes"])
@@ -75,16 +75,25 @@ class Model:
         K, S = len(specs), len(signals)
         self.b0 = np.array([spec["prior"] for spec in specs[1:]], float)
         self.W0 = np.zeros((K, S))
-        self.mask = np.zeros((K, S), bool)
+        self.linked = np.zeros((K, S), bool)
         for i, spec in enumerate(specs):
             for j, s in enumerate(signals):
                 w = spec["weights"].get(s)
                 if w is not None:
-                    self.W0[i, j], self.mask[i, j] = w, True
+                    self.W0[i, j], self.linked[i, j] = w, True
+        # The user's words stay at their hand values: the benchmark's symptoms are written by whoever
+        # labelled the run, so a fitted symptom weight learns the labeller's wording, not the runs. So do
+        # the pairs the hand file lists under "fixed", each with its reason.
+        fixed = np.array([s.startswith("symptom_") for s in signals])[None, :].repeat(K, axis=0)
+        names = [HEALTHY] + self.causes
+        for cause, pairs in weights.get("fixed", {}).items():
+            for s in pairs:
+                fixed[names.index(cause), signals.index(s)] = True
+        self.mask = self.linked & ~fixed
 
     def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         C = len(self.causes)
-        W = np.zeros_like(self.W0)
+        W = self.W0.copy()
         W[self.mask] = theta[C:]
         return theta[:C], W
 
@@ -193,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
            "temperature": round(temperature, 4), "n_dev": int(known.sum()), "l2": L2_WEIGHT,
            "cv": {str(k): {"nll": round(v[0], 4), "temperature": round(v[1], 3)} for k, v in cv.items()},
            HEALTHY: {"prior": 0.0, "weights": {s: round(float(W[0, j]), 3) for j, s in enumerate(signals)
-                                               if model.mask[0, j]}},
+                                               if model.linked[0, j]}},
            "causes": {c: {"prior": round(float(b[i]), 3),
                           "weights": {s: round(float(W[i + 1, j]), 3) for j, s in enumerate(signals)
-                                      if model.mask[i + 1, j]}} for i, c in enumerate(model.causes)},
+                                      if model.linked[i + 1, j]}} for i, c in enumerate(model.causes)},
            "hand": hand}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     p = _softmax(Z / temperature)

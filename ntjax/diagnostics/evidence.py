@@ -39,6 +39,7 @@ PARAMS_PER_OUTPUT_TINY = 50.0  # parameters per output unit (class or vocabulary
 AT_CHANCE = 0.95  # eval loss ending within 5% of the trivial baseline: nothing generalisable was learned
 TRACKS_TRAIN = 0.07  # eval within 7% of train over the run's second half while train fell: no generalisation gap
 MEMORISE_DROP = 0.9  # train loss fell 90% while eval did not improve at all: the model saw one batch
+SAME_BATCH_ROUGH = 0.01  # median |2nd difference| of log train loss per step: minibatch streams scatter 0.02-0.5
 SYMPTOMS = {  # free-text pattern -> symptom
     "plateau": r"stuck|plateau|flat|not (decreas|improv|go(ing)? down|learn)|doesn'?t (decrease|learn|improve)",
     "nan": r"\bnan\b|\binf\b|non-?finite|overflow",
@@ -176,6 +177,28 @@ def sig_memorise(table, analysis, ctx, symptoms):
         return None
     return Signal("train_memorises", 1.0, f"train loss fell {fmt(t0)} -> {fmt(t1)} (-{100 * (1 - t1 / t0):.0f}%) "
                   f"while eval loss never went below {fmt(float(np.min(e)))} (started at {fmt(float(e[0]))})")
+
+
+def sig_same_batch(table, analysis, ctx, symptoms):
+    """A per-step train loss that falls 90% with no batch-to-batch scatter: every step saw the same examples
+    (a loader repeating one batch, or full-batch training on a small set). A stream of fresh minibatches
+    makes the per-step log loss jump by 0.02-0.5 step to step; one repeated batch makes it a smooth
+    function of the step. Only for per-step logs (averaging over a logging interval smooths any curve)."""
+    tr = table.get("train/loss")
+    if tr is None or len(tr.finite()) < 50:
+        return None
+    tr = tr.finite()
+    if float(np.median(np.diff(tr.step))) > 2:
+        return None
+    v = np.log(np.maximum(tr.value, 1e-12))
+    head = max(3, v.size // 20)
+    drop = float(np.median(v[:head]) - np.median(v[-head:]))
+    rough = float(np.median(np.abs(np.diff(v, 2))))
+    if drop < math.log(1 / (1 - MEMORISE_DROP)) or rough >= SAME_BATCH_ROUGH:
+        return None
+    return Signal("same_batch", 1.0, f"train loss fell {math.exp(drop):.0f}x with a step-to-step scatter of "
+                                     f"{rough:.1e} in log units (fresh minibatches: 0.02-0.5): every step saw "
+                                     f"the same examples")
 
 
 def sig_eval_tracks_chance(table, analysis, ctx, symptoms):
@@ -553,7 +576,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     _from_finding("resume_regression"), _from_finding("dead_gradients"), _from_finding("collapsing_gradients"),
     sig_lr_decayed_early, sig_resume_point, sig_nan_without_rise, sig_early_instability, sig_zero_grads,
     sig_eval_below_train,
-    sig_noise, sig_memorise, sig_eval_tracks_chance, sig_grad_growth,
+    sig_noise, sig_memorise, sig_same_batch, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
     sig_config_warmup, sig_config_eps, sig_beta2_unstable,
     sig_config_batch, sig_model_tiny, sig_eval_at_chance, sig_eval_tracks_train,
