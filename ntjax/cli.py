@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ntjax.errors import NtjaxError
+from ntjax.errors import DiskFull, NtjaxError
 
 COMMANDS = ("train", "run", "curves", "debug", "sweep", "lr_find", "scale", "plan", "monitor", "eval", "detect",
             "mup")
@@ -74,6 +74,22 @@ def dumps(data: dict[str, Any]) -> str:
     return json.dumps(strict_json(data), allow_nan=False, default=str)
 
 
+# Set when a command stopped on a full disk: the checkpointer's background writers are then stuck mid-save.
+_DISK_FULL = [False]
+
+
+def console() -> None:
+    """The `ntjax` executable: `main`, then exit. After a full disk, exit without joining the background
+    threads: orbax's async writers cannot finish their save and would print tracebacks at interpreter exit
+    under the one-line error (what was logged is already on disk, line by line)."""
+    code = main()
+    if _DISK_FULL[0]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 elif result.human:
                     print(result.human)
     except NtjaxError as e:
+        _DISK_FULL[0] = isinstance(e, DiskFull)
         print(f"ntjax {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `ntjax ... | head` closed the pipe: not an error of ours
@@ -122,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             why = f"cannot create {e.filename}: a file is in the way where a folder is needed"
         else:
             why = disk_full(e) or f"cannot write or read {e.filename}: {e.strerror or e}"
+        _DISK_FULL[0] = bool(disk_full(e))
         print(f"ntjax {args.command}: error: {why}", file=sys.stderr)
         return 2
     except SystemExit as e:  # user code (a spec) called sys.exit(): say so instead of vanishing with its code
@@ -130,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # an unexpected failure: one line unless asked for the traceback
         full = disk_full(e)
         if full:
+            _DISK_FULL[0] = True
             print(f"ntjax {args.command}: error: {full}", file=sys.stderr)
             return 2
         if os.environ.get("NTJAX_TRACEBACK"):
@@ -149,4 +168,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

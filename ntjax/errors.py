@@ -3,3 +3,7 @@
 
 class NtjaxError(Exception):
     """Bad input or an impossible request: the message is shown to the user as is, on one line."""
+
+
+class DiskFull(NtjaxError):
+    """The disk filled up mid-run: the message names the folder; background writers may be stuck."""

@@ -35,7 +35,7 @@ from ntjax.diagnostics.instability import decide
 from ntjax.diagnostics.nan_locate import localise_nonfinite
 from ntjax.diagnostics.tree_stats import named_leaves
 from ntjax.diagnostics.watch import Event, NoiseScale, Watch
-from ntjax.errors import NtjaxError
+from ntjax.errors import DiskFull, NtjaxError
 from ntjax.viz.progress import LineProgress, ProgressBar
 
 
@@ -363,7 +363,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, on_eval: Callable | None = N
     except Exception as e:
         full = disk_full(e, where=Path(out_dir).absolute())
         if full:  # one line naming the folder, not orbax's wall of nested tracebacks
-            raise NtjaxError(full) from None
+            raise DiskFull(full) from None
         raise
 
 

@@ -174,11 +174,12 @@ def test_scoring_rules_on_known_outputs():
     assert s.role("val_loss") == "eval_loss" and s.role("train/loss") == "train_loss"
 
 
-@pytest.mark.xfail(strict=False, reason="issue 12 floor not met on held-out yet (full held-out: top-1 0.78, "
-                                        "ECE 0.24, 2 healthy runs warned; benchmarks/diagnosis/ENGINE.md)")
-def test_engine_meets_the_issue_12_floor_on_the_fast_subset(fast_report):
-    held = fast_report["splits"]["heldout"]
-    assert held["top1"] >= 0.9
-    assert fast_report["splits"]["dev"]["healthy_warnings"]["count"] + held["healthy_warnings"]["count"] == 0
+def test_engine_holds_its_level_on_the_fast_subset(fast_report):
+    """A regression guard at today's level on the CI subset (24 items): held-out top-1 0.91, recall 1.0,
+    no healthy run warned, ECE 0.12. Issue 12's floor (ECE <= 0.1 and top-1 >= 0.9 on the whole held-out
+    part) is not met yet and is measured by `benchmarks/diagnosis.py`, not here: 11 items cannot show it."""
+    held, dev = fast_report["splits"]["heldout"], fast_report["splits"]["dev"]
+    assert held["top1"] >= 0.9 and dev["top1"] >= 0.9
+    assert dev["healthy_warnings"]["count"] + held["healthy_warnings"]["count"] == 0
     assert held["findings"]["recall"] >= 0.9
-    assert held["calibration"]["ece"] <= 0.1
+    assert held["calibration"]["ece"] <= 0.15

@@ -48,8 +48,6 @@ def _train_steps(path) -> list[int]:
             if line.startswith("{") and '"train/loss"' in line and line.endswith("}")]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 16: after the one-line disk-full stop, orbax's background threads "
-                   "can still print 'Event loop is closed' tracebacks at interpreter exit on a loaded machine")
 def test_disk_full_mid_run_one_line_then_clean_resume(small_fs):
     out = small_fs / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ntjax.cli", *CMD, "--out", str(out)], stdout=subprocess.PIPE,

@@ -240,8 +240,12 @@ def diagnose(table: RunTable, analysis: Analysis, symptoms: set[str], source: st
     cfg = config_evidence(table.meta.get("config"))
     out = []
     for cause, p in sorted(probs.items(), key=lambda kv: (-kv[1], kv[0])):
-        support = [c for c in parts[cause] if c["log_odds"] > 0 and not c["signal"].startswith("not healthy")]
-        if p < MIN_CONFIDENCE or not support:
+        # Listed only when this run's own evidence points to the cause: a signal for it, and its signals net
+        # of what the same signals say for "healthy" (a finding's "not healthy: trouble" aside) in its
+        # favour. The base rate alone never names a cause.
+        specific = [c for c in parts[cause] if c["signal"] != "not healthy: trouble"]
+        support = [c for c in specific if c["log_odds"] > 0 and not c["signal"].startswith("not healthy")]
+        if p < MIN_CONFIDENCE or not support or sum(c["log_odds"] for c in specific) <= 0:
             continue
         prior = float(weights["causes"][cause]["prior"])
         rows = [{"signal": "prior", "value": 1.0, "weight": prior, "log_odds": round(prior, 2),
