@@ -245,8 +245,6 @@ def test_worked_example_stuck_torch_run_to_lr_sweep(tmp_path, stuck_run, shared_
     assert top["cause"] in report["final_text"] and "HAND-OFF diagnostician" in report["final_text"]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13/17 merge: the agent's `sweep --command` on the stuck script "
-                   "exits non-zero inside the client since the preflight/first-trial checks merged; to fix next")
 def test_worked_example_sweeps_the_users_own_script(tmp_path, stuck_run, shared_dir):  # noqa: F811
     """The same sweep on the user's own PyTorch script (`ntjax sweep --command`, issue 17)."""
     help_text = subprocess.run([str(NTJAX), "sweep", "--help"], capture_output=True, text=True).stdout
@@ -255,7 +253,7 @@ def test_worked_example_sweeps_the_users_own_script(tmp_path, stuck_run, shared_
     sweep_dir = tmp_path / "sweep"
     command = (f'{LAUNCHER.replace("${CLAUDE_PLUGIN_ROOT}", str(ROOT))} sweep --command "{sys.executable} '
                f'{STUCK_SCRIPT} {{run_dir}} --lr {{lr}} --steps 60" --param lr=log:1e-4:1e-2 --strategy grid '
-               f'--grid-points 2 --max-runs 2 --metric eval/loss --out {sweep_dir} --yes --json')
+               f'--grid-points 2 --max-runs 2 --metric eval/loss --out {sweep_dir} --json')
     scenario = agent_scenario("diagnostician", f"My loss is stuck at 2.3. Logs: {stuck_run}. Sweep my script.", [
         {"bash": command, "description": "LR sweep of the user's script", "timeout_ms": 300000,
          "expect": {"is_error": False, "contains": ['"best"']}},

@@ -50,7 +50,7 @@ NEW_PATH = re.compile(r"\b[A-Z][A-Z0-9_]*_(?:DIR|PNG|MD)\b")
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b")
 # flag -> (kind, cap): numbers are lowered to the cap, strings replaced.
 BUDGET_CAPS = {"--preset": "tiny", "--steps": 10, "--warmup": 2, "--eval-every": 4, "--ckpt-every": 4,
-               "--max-runs": 1, "--max-time": 60, "--workers": 1}
+               "--max-runs": 1, "--max-time": 60, "--workers": 1, "--grid-points": 2}
 TRAINING = ("train", "sweep", "lr-find")  # the commands that take --preset
 FIXTURE_RUN_STEPS = 8
 
