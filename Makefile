@@ -32,7 +32,7 @@ check: $(STAMP)
 
 ## The test suite (what CI runs): the checks above, then pytest.
 test: $(STAMP) claude-cli check
-	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b --json || exit 1; done

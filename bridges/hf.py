@@ -44,9 +44,9 @@ class HFTrainerCallback(TrainerCallback):
             return
         self._clipping = bool(args.max_grad_norm and args.max_grad_norm > 0)
         resume = self.resume or bool(getattr(args, "resume_from_checkpoint", None))
-        self.monitor = TorchMonitor(model, optimizer, self.log_dir, backends=self.backends,
-                                    sample_every=self.sample_every, resume=resume)
-        self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
+        self.monitor = monitor = TorchMonitor(model, optimizer, self.log_dir, backends=self.backends,
+                                              sample_every=self.sample_every, resume=resume)
+        self.log_dir, self.resume = monitor.log_dir, True  # a later fit continues this run
         self._loss_hook = model.register_forward_hook(BridgeHook(self._keep_loss))  # pickles as a no-op
 
     def _keep_loss(self, module, args, output) -> None:

@@ -37,19 +37,27 @@ class KerasCallback(keras.callbacks.Callback):
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError("ntjax KerasCallback reads gradients on the TensorFlow backend only "
                                f"(this Keras runs on {keras.backend.backend()!r})")
-        self.monitor = TFMonitor(self.log_dir, model=self.model, optimizer=self.model.optimizer,
+        model = self._fitted()
+        self.monitor = TFMonitor(self.log_dir, model=model, optimizer=model.optimizer,
                                  backends=self.backends, sample_every=self.sample_every,
                                  batch_size=self.batch_size, resume=self.resume)
         self.log_dir, self.resume = self.monitor.log_dir, True  # a later fit continues this run
-        self._step = int(self.model.optimizer.iterations.numpy())
+        self._step = int(model.optimizer.iterations.numpy())
         self._wrap_optimizer()
+
+    def _fitted(self):
+        """The model Keras hands this callback for the length of `fit` (None outside it)."""
+        if self.model is None:
+            raise RuntimeError("ntjax KerasCallback is used by model.fit, which sets its model")
+        return self.model
 
     def _wrap_optimizer(self) -> None:
         """Make the optimizer keep each step's loss and per-variable gradient sums of squares."""
-        opt = self.model.optimizer
-        variables = self.model.trainable_variables
-        self._sumsq = tf.Variable(tf.zeros([len(variables)], tf.float32), trainable=False)
-        self._loss = tf.Variable(float("nan"), trainable=False, dtype=tf.float32)
+        model = self._fitted()
+        opt = model.optimizer
+        variables = model.trainable_variables
+        self._sumsq = sumsq = tf.Variable(tf.zeros([len(variables)], tf.float32), trainable=False)
+        self._loss = loss_value = tf.Variable(float("nan"), trainable=False, dtype=tf.float32)
         position = {id(v): i for i, v in enumerate(variables)}
         apply_gradients, scale_loss = opt.apply_gradients, opt.scale_loss
 
@@ -59,11 +67,11 @@ class KerasCallback(keras.callbacks.Callback):
             for g, v in grads_and_vars:
                 if g is not None and id(v) in position:
                     sums[position[id(v)]] = tf.reduce_sum(tf.square(tf.cast(dense_values(g), tf.float32)))
-            self._sumsq.assign(tf.stack(sums))
+            sumsq.assign(tf.stack(sums))
             return apply_gradients(grads_and_vars)
 
         def copying_scale_loss(loss):
-            self._loss.assign(tf.cast(loss, tf.float32))
+            loss_value.assign(tf.cast(loss, tf.float32))
             return scale_loss(loss)
 
         self._originals = {"apply_gradients": apply_gradients, "scale_loss": scale_loss}
@@ -72,12 +80,12 @@ class KerasCallback(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         lr_ramp.keras_before(self)  # `ntjax lr-find --command`: the LR ramp sets this step's LR
         if self.monitor is not None and self.monitor.is_sampling(self._step):
-            self.monitor.snapshot(self.model.trainable_variables)
+            self.monitor.snapshot(self._fitted().trainable_variables)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.monitor is None:
             return
-        self.monitor.log_sums(self._step, self._loss, self._sumsq, self.model.trainable_variables,
+        self.monitor.log_sums(self._step, self._loss, self._sumsq, self._fitted().trainable_variables,
                               batch_size=self._batch_samples())
         self.monitor.finish_step()
         self._step += 1
@@ -101,7 +109,7 @@ class KerasCallback(keras.callbacks.Callback):
             self.monitor.log_eval(self._step, evals)
 
     def on_train_end(self, logs=None):
-        opt = self.model.optimizer
+        opt = self._fitted().optimizer
         for name in self._originals:
             opt.__dict__.pop(name, None)  # the class's own method shows through again
         self._originals = {}

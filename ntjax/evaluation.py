@@ -300,6 +300,8 @@ def import_constructor(spec: str) -> Callable:
         if module_name.endswith(".py"):
             loader = importlib.util.spec_from_file_location(f"ntjax_torch_model_{Path(module_name).stem}",
                                                             module_name)
+            if loader is None or loader.loader is None:
+                raise ImportError(f"{module_name} is not an importable Python file")
             module = importlib.util.module_from_spec(loader)
             loader.loader.exec_module(module)
         else:

@@ -109,6 +109,7 @@ def run_roles(args: argparse.Namespace) -> Result:
     from ntjax.core import config as config_lib
     from ntjax.core import mup
     from ntjax.core.task import build_task
+    from ntjax.errors import NtjaxError
 
     cfg = config_lib.preset(args.preset)
     model = cfg.model if args.d_model is None else dataclasses.replace(cfg.model, d_model=args.d_model)
@@ -117,6 +118,8 @@ def run_roles(args: argparse.Namespace) -> Result:
                               parametrization="mup", base_width=base_width)
     cfg = config_lib.resolve(cfg)
     spec = mup.spec_for(cfg)
+    if spec is None:
+        raise NtjaxError("this model has no width to scale: μP roles need ntjax's GPT or a --spec model")
     task = build_task(cfg)
     rows = mup.role_table(nnx.state(task.model, nnx.Param), spec)
     data = {"width": spec.widths.width, "base_width": spec.widths.base_width, "hidden_init": spec.hidden_init,

@@ -229,10 +229,11 @@ def run(args: argparse.Namespace) -> Result:
     console = Console(stderr=True)
     storage = args.storage or default_storage(out)
     name = args.study_name or out.absolute().name
-    stored_recipe = recipe
     if recipe is None:  # continuing: read what was searched from the storage
         from ntjax.sweep.study import open_storage, open_study
         _, stored_recipe = open_study(None, open_storage(storage, args.heartbeat), name)
+    else:
+        stored_recipe = recipe
     max_runs = args.max_runs or DEFAULT_MAX_RUNS
     if stored_recipe.strategy == "grid":
         n = space.grid_size(space.grid(stored_recipe.space(), stored_recipe.grid_points))

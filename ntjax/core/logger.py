@@ -102,11 +102,12 @@ class CsvBackend:
 
     def write(self, step: int, metrics: Mapping[str, float], wall_time: float) -> None:
         row = {"step": step, "time": round(wall_time, 3), **{k: json_value(v) for k, v in metrics.items()}}
-        if self._fields is None or not set(row) <= set(self._fields):
+        writer = self._writer
+        if writer is None or self._fields is None or not set(row) <= set(self._fields):
             self._fields = list(dict.fromkeys([*(self._fields or []), *row]))
-            self._writer = csv.DictWriter(self._f, fieldnames=self._fields)
-            self._writer.writeheader()
-        self._writer.writerow(row)
+            writer = self._writer = csv.DictWriter(self._f, fieldnames=self._fields)
+            writer.writeheader()
+        writer.writerow(row)
         self._f.flush()
 
     def close(self) -> None:

@@ -60,7 +60,7 @@ def to_lora(linear: nnx.Linear, rank: int, rngs: nnx.Rngs) -> nnx.LoRALinear:
     lora = nnx.LoRALinear(linear.in_features, linear.out_features, lora_rank=rank, use_bias=linear.use_bias,
                           dtype=linear.dtype, param_dtype=linear.param_dtype, rngs=rngs)
     lora.kernel.set_value(linear.kernel[...])
-    if linear.use_bias:
+    if lora.bias is not None and linear.bias is not None:
         lora.bias.set_value(linear.bias[...])
     return lora
 
@@ -98,7 +98,7 @@ def fold_lora(model: nnx.Module) -> int:
                            param_dtype=lora.param_dtype, rngs=nnx.Rngs(0))
         delta = jnp.asarray(lora.lora.lora_a[...]) @ jnp.asarray(lora.lora.lora_b[...])
         plain.kernel.set_value(lora.kernel[...] + delta.astype(lora.kernel[...].dtype))
-        if lora.use_bias:
+        if plain.bias is not None and lora.bias is not None:
             plain.bias.set_value(lora.bias[...])
         _set_child(model, path, plain)
     return len(paths)

@@ -44,7 +44,7 @@ class Attention(nnx.Module):
         H = self.n_heads
         q, k, v = jnp.split(self.qkv(x_BxTxD), 3, axis=-1)
         q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (t.reshape(B, T, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v))
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.k_norm is not None:
             q_BxHxTxK, k_BxHxTxK = self.q_norm(q_BxHxTxK), self.k_norm(k_BxHxTxK)
         logits_BxHxTxT = jnp.einsum("bhqk,bhsk->bhqs", q_BxHxTxK, k_BxHxTxK) / math.sqrt(D // H)
         if self.attn_mult != 1.0:  # μP: scores ∝ 1/d_head

@@ -20,6 +20,8 @@ def load_spec(path: str | Path) -> Any:
         raise NtjaxError(f"spec file {path} does not exist")
     check_spec(path)
     spec = importlib.util.spec_from_file_location(f"ntjax_user_spec_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise NtjaxError(f"spec {path} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

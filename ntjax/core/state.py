@@ -41,8 +41,12 @@ def build_state(cfg: TrainConfig, lr_factor: float = 1.0, base_params: Any = Non
         trainable = nnx.LoRAParam
     params = nnx.state(task.model, trainable)
 
+    lr = cfg.lr
+    if lr is None:
+        raise ValueError("build_state needs a resolved config (config.resolve sets the LR)")
+
     def make_tx(factor: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
-        base = make_schedule(cfg.schedule, cfg.lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
+        base = make_schedule(cfg.schedule, lr * factor, cfg.steps, cfg.warmup, cfg.min_lr_ratio,
                              cfg.decay_fraction)
         tx = make_optimizer(cfg, base, params)
         if cfg.on_instability != "stop":

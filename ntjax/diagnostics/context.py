@@ -261,16 +261,24 @@ def level_shifts(table: RunTable) -> list[ResumePoint]:
                              f"with it (a restart or a config change; no LR or clock logged to say which)")]
 
 
+def _dict(x: Any) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x: Any) -> list:
+    return x if isinstance(x, list) else []
+
+
 def read_context(table: RunTable) -> RunContext:
     """The run's context from `table.meta["config"]` (when present) and its metrics."""
     config = table.meta.get("config") or {}
     if not isinstance(config, dict):
         config = {}
     names = table.names()
-    opt = config.get("optimizer") if isinstance(config.get("optimizer"), dict) else {}
-    groups = opt.get("param_groups") if isinstance(opt.get("param_groups"), list) else []
-    g0 = groups[0] if groups and isinstance(groups[0], dict) else {}
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    opt = _dict(config.get("optimizer"))
+    groups = _list(opt.get("param_groups"))
+    g0 = _dict(groups[0] if groups else None)
+    train = _dict(config.get("train"))
     ctx = RunContext(has_config=bool(config), framework=config.get("framework"))
     ctx.optimizer = (opt.get("class") or train.get("optimizer") or
                      (config.get("optimizer") if isinstance(config.get("optimizer"), str) else None) or

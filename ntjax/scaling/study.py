@@ -109,7 +109,8 @@ def execute(runs: Sequence[StudyRun], out_dir: Path, *, train_fn: Callable | Non
     """Train each run into out_dir/<name> (a finished run's recorded row is reused) and return the rows.
     `lines=(every_s, stream)` gives each run plain progress lines (see `ntjax.trainer.train`)."""
     if train_fn is None:
-        from ntjax.trainer import train as train_fn
+        from ntjax.trainer import train
+        train_fn = train
     rows = []
     for i, run in enumerate(runs):
         folder = out_dir / run.name

@@ -30,7 +30,7 @@ def _printer(metric: str, say: Callable[[str], None]) -> Callable:
     return callback
 
 
-def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name: str, *, max_runs: int,
+def run_sweep(asked: Recipe | None, out_dir: Path, storage_url: str, study_name: str, *, max_runs: int,
               max_time: float | None, workers: int, heartbeat_s: int = study_lib.HEARTBEAT_S,
               say: Callable[[str], None] = print) -> tuple[optuna.Study, Recipe, list[int]]:
     """Open (or continue) the study and run it to its budget. Returns the study, its recipe and the
@@ -38,7 +38,7 @@ def run_sweep(recipe: Recipe | None, out_dir: Path, storage_url: str, study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = study_lib.open_storage(storage_url, heartbeat_s)
-    study, recipe = study_lib.open_study(recipe, storage, study_name, max_runs=max_runs)
+    study, recipe = study_lib.open_study(asked, storage, study_name, max_runs=max_runs)
     from ntjax.sweep.preflight import validate_before_first_trial
 
     if not recipe.command:  # a command sweep is checked by its own first trial (below), not by a preset

@@ -62,9 +62,10 @@ def proposal(cause: str, cfg: dict[str, Any], table) -> dict[str, Any]:
 def _proposal(cause: str, cfg: dict[str, Any], table) -> dict[str, Any]:
     import numpy as np
 
-    lr = cfg.get("lr") if isinstance(cfg.get("lr"), (int, float)) and cfg.get("lr") > 0 else None
-    if lr is None and table.get("train/lr") is not None and len(table.get("train/lr").finite()):
-        lr = float(np.nanmax(table.get("train/lr").finite().value))
+    given, logged = cfg.get("lr"), table.get("train/lr")
+    lr = float(given) if isinstance(given, (int, float)) and given > 0 else None
+    if lr is None and logged is not None and len(logged.finite()):
+        lr = float(np.nanmax(logged.finite().value))
     steps = cfg.get("steps") or (int(max(s.step[-1] for s in table.series.values())) if table.series else None)
     if cause == "lr_too_low" and lr:
         return {"lr": lr * 10}

@@ -146,7 +146,7 @@ def plot_curves(table: RunTable, findings: Sequence[Finding], out_path: Path, ti
 
 
 def _single(table: RunTable, names: Sequence[str], out_path: Path, ylabel: str, log: bool = False) -> Path | None:
-    present = [table.get(n) for n in names if table.get(n) is not None and len(table.get(n).finite())]
+    present = [s for n in names if (s := table.get(n)) is not None and len(s.finite())]
     if not present:
         return None
     fig = _figure(9, 4)

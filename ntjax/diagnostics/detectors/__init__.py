@@ -82,7 +82,7 @@ def _curve_findings(s: Series, lr_at, *, primary: bool) -> list[Finding]:
     out = curve.detect_nonfinite(s.step, s.value, s.name)
     fin = s.finite()
     if out:  # analyse what came before the first non-finite value
-        fin = _until(fin, out[0].start_step - 1)
+        fin = _until(fin, (out[0].start_step or 0) - 1)
     step, value = fin.step, fin.value
     if value.size < 3:
         return out

@@ -97,9 +97,10 @@ def detect_resume_regression(train: Series | None, eval_: Series | None, ctx: Ru
                 worse.append(f"{fin.name} {fmt(before)} before -> {fmt(after)} after "
                              f"({100 * (after / before - 1):+.0f}%), {fmt(end)} at the end")
         if worse:
+            worse_metric = next(s.name for s in (train, eval_) if s is not None)
             if r.kind == "lr_raised":
                 worse.append("(the LR was raised here: a too-high LR, unless this was a resume)")
-            out.append(Finding("resume_regression", (train or eval_).name, r.step, None, "warning", 0.8,
+            out.append(Finding("resume_regression", worse_metric, r.step, None, "warning", 0.8,
                                f"at step {r.step}: {r.what}; " + "; ".join(worse),
                                "resume with the optimizer state and the LR schedule position of the checkpoint "
                                "(same step counter, same LR), and check the config did not change"))

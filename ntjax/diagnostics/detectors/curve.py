@@ -297,7 +297,8 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     level = float(np.median(value[i:]))
     span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
     converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
-    annealed = lr_at is not None and lr_at(step[i]) is not None and lr_at(step[i]) <= LR_ANNEALED
+    lr_here = lr_at(step[i]) if lr_at is not None else None
+    annealed = lr_here is not None and lr_here <= LR_ANNEALED
     # An LR near 0 with much of the run left is a schedule that decayed too early, not a final anneal.
     too_early = annealed and span >= LR_EARLY_DECAY_SPAN
     if too_early:
@@ -309,7 +310,7 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     stalled = span >= PLATEAU_WARN_SPAN and n - i >= PLATEAU_WARN_POINTS and not converged and not annealed and (
         too_early or (changed and not on_trend))
     why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
-           f"the LR fell to {100 * lr_at(step[i]):.2g}% of its peak by step {int(step[i])} with {span:.0%} of the "
+           f"the LR fell to {100 * (lr_here or 0.0):.2g}% of its peak by step {int(step[i])} with {span:.0%} of the "
            f"run left: the schedule decayed too early" if too_early else
            f"it follows the saturating power law fitted before step {int(step[i])} ({on_trend})" if on_trend else
            f"the run is stuck: {100 * before:.0f}% per decade before" if stalled else
