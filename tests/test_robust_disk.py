@@ -70,3 +70,38 @@ def test_disk_full_mid_run_one_line_then_clean_resume(small_fs):
     p = ntjax(*CMD, "--out", str(out), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _train_steps(log) == list(range(1, 41))
+
+
+def test_closed_loop_callback_noise_is_dropped_and_nothing_else(monkeypatch, capsys):
+    """What orbax leaves after a failed save: a completion callback calling into its closed event loop,
+    reported as unraisable with only asyncio's frames. That (and only that) is not printed."""
+    import asyncio
+    import gc
+    import weakref
+
+    from ntjax.core.faults import quiet_closed_loop_callbacks
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    quiet_closed_loop_callbacks()
+    loop = asyncio.new_event_loop()
+    loop.close()
+
+    class Handle:
+        pass
+
+    def fire(callback) -> None:
+        h = Handle()
+        ref = weakref.ref(h, callback)  # noqa: F841 (the callback runs when `h` dies)
+        del h
+        gc.collect()
+
+    fire(loop.call_soon_threadsafe)  # RuntimeError('Event loop is closed') from asyncio alone
+    assert "Event loop is closed" not in capsys.readouterr().err
+
+    def ours(_):
+        raise RuntimeError("Event loop is closed")  # same text, but raised by our code: shown
+
+    fire(ours)
+    fire(lambda _: 1 / 0)
+    err = capsys.readouterr().err
+    assert "Event loop is closed" in err and "ZeroDivisionError" in err

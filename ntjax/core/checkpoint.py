@@ -13,7 +13,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from ntjax.core.faults import quiet_disk_full_logs
+from ntjax.core.faults import quiet_closed_loop_callbacks, quiet_disk_full_logs
 from ntjax.errors import NtjaxError
 
 EVAL_METRIC = "eval/loss"
@@ -41,6 +41,7 @@ class Checkpoints:
             cleanup_tmp_directories=not read_only,  # a save a kill interrupted leaves a temp folder
         )
         quiet_disk_full_logs()  # a full disk is reported once by the CLI, not by every orbax thread
+        quiet_closed_loop_callbacks()  # ...nor by tensorstore callbacks reaching orbax's closed loop
         self._options = options
         self.bad_steps: list[int] = []  # found unreadable by `restore_newest_good`
         self._mgr = ocp.CheckpointManager(self.directory, options=options)

@@ -61,3 +61,34 @@ def quiet_disk_full_logs(logger_name: str = "absl") -> None:
     logger = logging.getLogger(logger_name)
     if not any(isinstance(f, QuietDiskFull) for f in logger.filters):
         logger.addFilter(QuietDiskFull())
+
+
+def _closed_loop_noise(exc_type: type[BaseException], value: BaseException, tb) -> bool:
+    """A bare RuntimeError('Event loop is closed') raised by asyncio's own check, with nothing of ours on
+    the stack: a tensorstore completion callback reaching orbax's event loop after it shut down."""
+    if exc_type is not RuntimeError or str(value) != "Event loop is closed":
+        return False
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("asyncio/base_events.py"):
+            return False
+        tb = tb.tb_next
+    return True
+
+
+def quiet_closed_loop_callbacks() -> None:
+    """When a save fails (a full disk), tensorstore's C++ threads still complete their futures after
+    orbax has closed its event loop; the callback's RuntimeError is reported as "unraisable" (a bare
+    traceback under the CLI's one line). Drop exactly that; everything else goes to the hook that was
+    there."""
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "_ntjax_quiet", False):
+        return
+
+    def hook(unraisable) -> None:
+        if not _closed_loop_noise(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback):
+            previous(unraisable)
+
+    hook._ntjax_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
