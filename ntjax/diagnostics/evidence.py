@@ -104,8 +104,16 @@ def _from_finding(kind: str, name: str | None = None, train_only: bool = False) 
     return signal
 
 
-def _tail(values: np.ndarray, fraction: float = 0.1) -> float:
-    return float(np.median(values[-max(1, int(values.size * fraction)):]))
+def _tail(values: np.ndarray, fraction: float = 0.1, at_least: int = 1) -> float:
+    """Median of the last `fraction` of the values (at least `at_least` of them)."""
+    return float(np.median(values[-max(at_least, int(values.size * fraction)):]))
+
+
+def _ends(values: np.ndarray, at_least: int = 1) -> tuple[float, float]:
+    """Medians of the first and the last 5% of the values (at least `at_least` each): where a curve
+    started and where it ended, robust to single noisy steps."""
+    head = max(at_least, values.size // 20)
+    return float(np.median(values[:head])), float(np.median(values[-head:]))
 
 
 def _per_layer(table: RunTable, prefix: str) -> dict[str, float]:
@@ -152,7 +160,7 @@ def sig_noise(table, analysis, ctx, symptoms):
     if s is None or len(s.finite()) < 50:
         return None
     v = s.finite().value
-    start = float(np.median(v[:max(3, v.size // 20)]))
+    start = _ends(v, at_least=3)[0]
     if start <= 0:
         return None
     resid = v - sm.rolling_median(v, sm.smooth_window(v.size, 0.05, 301))
@@ -170,9 +178,8 @@ def sig_memorise(table, analysis, ctx, symptoms):
     tr, ev = table.get("train/loss"), table.get("eval/loss")
     if tr is None or ev is None or len(tr.finite()) < 10 or len(ev.finite()) < 3:
         return None
-    t, e = tr.finite().value, ev.finite().value
-    head = max(1, t.size // 20)
-    t0, t1 = float(np.median(t[:head])), float(np.median(t[-head:]))
+    e = ev.finite().value
+    t0, t1 = _ends(tr.finite().value)
     if t0 <= 0 or 1 - t1 / t0 < MEMORISE_DROP or float(np.min(e)) < 0.85 * float(e[0]):
         return None
     return Signal("train_memorises", 1.0, f"train loss fell {fmt(t0)} -> {fmt(t1)} (-{100 * (1 - t1 / t0):.0f}%) "
@@ -191,8 +198,8 @@ def sig_same_batch(table, analysis, ctx, symptoms):
     if float(np.median(np.diff(tr.step))) > 2:
         return None
     v = np.log(np.maximum(tr.value, 1e-12))
-    head = max(3, v.size // 20)
-    drop = float(np.median(v[:head]) - np.median(v[-head:]))
+    first, last = _ends(v, at_least=3)
+    drop = first - last
     rough = float(np.median(np.abs(np.diff(v, 2))))
     if drop < math.log(1 / (1 - MEMORISE_DROP)) or rough >= SAME_BATCH_ROUGH:
         return None
@@ -207,9 +214,7 @@ def sig_eval_tracks_chance(table, analysis, ctx, symptoms):
     if tr is None or ev is None or len(ev.finite()) < 3 or len(tr.finite()) < 10:
         return None
     e = ev.finite().value
-    t = tr.finite().value
-    head = max(1, t.size // 20)
-    t0, t1 = float(np.median(t[:head])), float(np.median(t[-head:]))
+    t0, t1 = _ends(tr.finite().value)
     e_best = float(np.min(e))
     if e[0] <= 0 or t0 <= 0:
         return None
@@ -503,10 +508,6 @@ def _baseline(ctx: RunContext) -> tuple[str, float] | None:
     return (name, value) if value > 0 else None
 
 
-def _end(values: np.ndarray) -> float:
-    return float(np.median(values[-max(3, values.size // 10):]))
-
-
 def sig_config_batch(table, analysis, ctx, symptoms):
     """A batch of one or two examples (config): the gradient noise of a single example at a batch LR."""
     from ntjax.diagnostics.context import _find
@@ -529,7 +530,7 @@ def sig_model_tiny(table, analysis, ctx, symptoms):
     per = ctx.n_params / out
     if per >= PARAMS_PER_OUTPUT_TINY:
         return None
-    level = _end(tr.finite().value) / base[1]
+    level = _tail(tr.finite().value, at_least=3) / base[1]
     value = min(1.0, math.log(PARAMS_PER_OUTPUT_TINY / per) / math.log(10)) * min(1.0, level / 0.5)
     return Signal("model_tiny", float(value), f"{ctx.n_params:,} parameters for {out} outputs "
                   f"({per:.1f} per output) and the train loss ends at {100 * level:.0f}% of {base[0]}")
@@ -542,7 +543,7 @@ def sig_eval_at_chance(table, analysis, ctx, symptoms):
     if base is None or ev is None or len(ev.finite()) < 3:
         return None
     e = ev.finite().value
-    end = _end(e)
+    end = _tail(e, at_least=3)
     if end < AT_CHANCE * base[1] or float(np.min(e)) < 0.9 * base[1]:
         return None
     return Signal("eval_at_chance", 1.0, f"eval loss ends at {fmt(end)} (best {fmt(float(np.min(e)))}), "
@@ -557,7 +558,7 @@ def sig_eval_tracks_train(table, analysis, ctx, symptoms):
         return None
     tr, ev = tr.finite(), ev.finite()
     t = tr.value
-    if 1 - _end(t) / max(float(np.median(t[:max(1, t.size // 20)])), 1e-12) < 0.3:
+    if 1 - _tail(t, at_least=3) / max(_ends(t)[0], 1e-12) < 0.3:
         return None
     later = ev.step >= ev.step[0] + 0.5 * (ev.step[-1] - ev.step[0])
     t_at = np.interp(ev.step[later], tr.step, sm.rolling_median(tr.value, sm.smooth_window(len(tr), 0.05)))
