@@ -32,7 +32,8 @@ METRICS = {"eval/loss": "minimize", "eval/ppl": "minimize", "eval/accuracy": "ma
 RECIPE_ATTR = "ntjax_recipe"
 DB_FILE = "study.db"
 HEARTBEAT_S = 5  # a running trial writes a heartbeat this often ...
-GRACE_FACTOR = 3  # ... and is declared lost after this many missed beats
+GRACE_FACTOR = 6  # ... and is declared lost after this many missed beats (3 = 15 s failed a live trial
+# on a loaded 2-core machine: a worker compiling while the other ran could miss three beats)
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What a sweep searches and how; stored in the study so that every worker and every restart agrees."""
