@@ -148,6 +148,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _compact(s: dict[str, Any]) -> dict[str, Any]:
+    """A summary's headline figures (for a breakdown)."""
+    return {"n": s["n"], "top1": s["top1"], "top3": s["top3"], "healthy_correct": s["healthy_correct"],
+            "recall": s["findings"]["recall"], "precision": s["findings"]["precision"],
+            "healthy_warnings": s["healthy_warnings"]["count"], "ece": s["calibration"]["ece"],
+            "ece_n": s["calibration"]["n"]}
+
+
 def reliability_png(per_split: dict[str, list[tuple[float, bool]]], path: Path) -> str:
     """A reliability diagram per split: accuracy against stated confidence, bar width = bin, counts."""
     import matplotlib
@@ -196,7 +204,7 @@ def evaluate(split: str = "both", subset: str | None = None, plot: Path | None =
             errors.append({"id": it["id"], "error": f"{type(e).__name__}: {e}"[:300]})
             row = score_item(it, {"hypotheses": [], "findings": []}, 0)
             row["top1"] = row["top3"] = False
-        row["split"] = it["split"]
+        row["split"], row["added"] = it["split"], it.get("added", labelset.FIRST_ADDED)
         rows.append(row)
     report: dict[str, Any] = {
         "n_items": len(rows), "subset": subset or "all",
@@ -213,6 +221,9 @@ def evaluate(split: str = "both", subset: str | None = None, plot: Path | None =
                                     if k in ("n", "top1", "top3", "healthy_correct")} | {
                                     "recall": summarise([r for r in part if r["family"] == f])["findings"]["recall"]}
                                 for f in families}
+        # by the date items joined: a held-out batch added after the last tuning is scored here first
+        summary["by_added"] = {d: _compact(summarise([r for r in part if r["added"] == d]))
+                               for d in sorted({r["added"] for r in part})}
         summary["misses"] = [{"id": r["id"], "cause": r["cause"], "predicted": r["predicted"],
                               "confidence": r["confidence"]} for r in part if not r["top1"]]
         summary["missed_findings"] = [{"id": r["id"], **e} for r in part for e in r["missed_findings"]]
@@ -232,6 +243,9 @@ def human(report: dict[str, Any]) -> str:
                      f"recall={f['recall']} precision={f['precision']} "
                      f"healthy_warnings={s['healthy_warnings']['count']} "
                      f"ECE={s['calibration']['ece']}")
+        for added, b in s.get("by_added", {}).items():
+            lines.append(f"    added {added}   n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']} "
+                         f"healthy_warnings={b['healthy_warnings']} ECE={b['ece']}")
         for fam, b in s["by_family"].items():
             lines.append(f"    {fam:18s} n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']}")
     lines.append(f"reliability diagram: {report['reliability_png']}")

@@ -54,7 +54,7 @@ def test_labels_follow_the_schema(items):
 def test_split_is_the_fixed_stratified_one(items):
     dev_only = [it for it in items if "_dev_s" in it["id"]]  # make_runs.DEV_SEEDS copies, split=dev by design
     assert dev_only and all(it["split"] == "dev" for it in dev_only)
-    first = [it for it in items if "_dev_s" not in it["id"]]
+    first = [it for it in items if "_dev_s" not in it["id"] and it["added"] == labelset.FIRST_ADDED]
     again = copy.deepcopy(first)
     for it in again:
         it.pop("split")
@@ -65,6 +65,19 @@ def test_split_is_the_fixed_stratified_one(items):
         assert abs(strata[(fam, cause, "dev")] - strata[(fam, cause, "heldout")]) <= 1
     dev = sum(it["split"] == "dev" for it in first)
     assert 0.45 <= dev / len(first) <= 0.55
+    # later items were split by assign_splits with everything before them frozen: recomputing gives the same
+    later = [it for it in items if it["added"] != labelset.FIRST_ADDED]
+    assert later
+    redo = copy.deepcopy(later)
+    for it in redo:
+        it.pop("split")
+    frozen = {it["id"]: it["split"] for it in items if it["added"] == labelset.FIRST_ADDED}
+    labelset.assign_splits(copy.deepcopy([it for it in items if it["id"] in frozen]) + redo, frozen)
+    assert [it["split"] for it in redo] == [it["split"] for it in later]
+    every = Counter((it["family"], it["cause"] or "healthy", it["split"]) for it in items)
+    copies = Counter((it["family"], it["cause"] or "healthy") for it in dev_only)
+    for fam, cause in {(f, c) for f, c, _ in every}:  # balanced, but for the dev-only copies
+        assert abs(every[(fam, cause, "dev")] - every[(fam, cause, "heldout")]) <= 1 + copies[(fam, cause)]
 
 
 def test_adding_items_never_moves_the_existing_split(items):

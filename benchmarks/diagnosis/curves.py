@@ -263,6 +263,12 @@ PLAN = {"healthy": 9, "spike": 6, "oscillation": 6, "plateau": 5, "divergence": 
         "trivial_solution": 6, "resume_regression": 5}
 
 
+# Round 4 (2026-12-02): fresh draws of every pattern (new seeds; formats rotate from another start),
+# split like any new item.
+PLAN_R4 = {"healthy": 8, "spike": 3, "oscillation": 3, "plateau": 3, "divergence": 3, "nan": 2, "overfitting": 3,
+           "trivial_solution": 3, "resume_regression": 3}
+
+
 def _plan() -> list[tuple[str, str, int, int]]:
     """(id, kind, variant, seed) for every generated item; formats rotate over the items."""
     out, k = [], 0
@@ -270,6 +276,11 @@ def _plan() -> list[tuple[str, str, int, int]]:
         for v in range(count):
             fmt = FORMATS[k % len(FORMATS)]
             out.append((f"syn_{kind}_{v}_{fmt}", kind, v, 1000 + k))
+            k += 1
+    for kind, count in PLAN_R4.items():
+        for v in range(count):
+            fmt = FORMATS[(k + 3) % len(FORMATS)]
+            out.append((f"syn_{kind}_{v}_{fmt}_r4", kind, v, 2000 + k))
             k += 1
     return out
 
@@ -284,8 +295,9 @@ def items() -> list[dict[str, Any]]:
     out = []
     for item_id, kind, variant, seed in _plan():
         c = make(kind, variant, seed)
-        fmt = item_id.rsplit("_", 1)[1]
-        out.append({"id": item_id, "path": _path(item_id, fmt), "family": "synthetic",
+        fmt = item_id.removesuffix("_r4").rsplit("_", 1)[1]
+        out.append({"added": "2026-12-02" if item_id.endswith("_r4") else "2026-12-01",
+                    "id": item_id, "path": _path(item_id, fmt), "family": "synthetic",
                     "framework": {"jsonl": "ntjax", "tfevents": "tensorboard", "hf": "huggingface",
                                   "lightning": "lightning", "keras": "keras", "text": "nanogpt"}[fmt],
                     "optimizer": None, "task": c["task"], "symptom": c["symptom"], "cause": c["cause"],
@@ -299,7 +311,7 @@ def items() -> list[dict[str, Any]]:
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     for item_id, kind, variant, seed in _plan():
-        write(item_id.rsplit("_", 1)[1], make(kind, variant, seed), OUT / item_id)
+        write(item_id.removesuffix("_r4").rsplit("_", 1)[1], make(kind, variant, seed), OUT / item_id)
     sys.path.insert(0, str(ROOT))
     import labelset
     labelset.write(labelset.assemble(labelset.sources()))

@@ -34,18 +34,19 @@ HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does trai
 # Each entry: id -> (how to make it, label fields). `torch`: RunSpec keyword arguments; `ntjax`: CLI args.
 
 FAULTS: dict[str, dict[str, Any]] = {}  # id -> item (without path/split) plus "make"
+FIRST_ADDED, ROUND4_ADDED = "2026-12-01", "2026-12-02"  # when an item joined the benchmark (labelset.FIELDS)
 
 
 def _add(item_id: str, family: str, make: dict, cause: str | None, symptom: str, reason: str,
          acceptable: tuple[str, ...] = (), task: str = "", optimizer: str | None = None,
-         split: str | None = None) -> None:
+         split: str | None = None, added: str = FIRST_ADDED) -> None:
     framework = "ntjax" if "ntjax" in make else "pytorch"
     FAULTS[item_id] = {
         "id": item_id, "path": f"runs/{item_id}", "family": family, "framework": framework,
         "optimizer": optimizer, "task": task, "symptom": symptom, "cause": cause,
         "acceptable": list(acceptable), "findings": [], "findings_complete": cause is None,
         "healthy": cause is None, "source": "generated: benchmarks/diagnosis/make_runs.py", "reason": reason,
-        "make": make, **({"split": split} if split else {})}
+        "added": added, "make": make, **({"split": split} if split else {})}
 
 
 TASKS = {"transformer": "language_modeling", "lstm": "language_modeling", "mlp": "classification",
@@ -64,9 +65,9 @@ HEALTHY_TORCH = {  # family -> optimizer -> (settings, seeds)
 
 
 def _torch(item_id: str, fam: str, opt: str, settings: dict, cause: str | None, symptom: str, reason: str,
-           acceptable: tuple[str, ...] = ()) -> None:
+           acceptable: tuple[str, ...] = (), added: str = FIRST_ADDED) -> None:
     _add(f"torch_{item_id}", FAMILY[fam], {"torch": {"family": fam, "optimizer": opt, **settings}}, cause,
-         symptom, reason, acceptable, TASKS[fam], opt)
+         symptom, reason, acceptable, TASKS[fam], opt, added=added)
 
 
 # Faults planted once per family (one seed): a second seed of each, marked split=dev, so the engine's
@@ -301,6 +302,193 @@ def _catalogue() -> None:
 
 
 _catalogue()
+
+
+# Round 4 (2026-12-02): new configurations of every family -- other widths, depths, batch sizes, LRs,
+# optimizers and seeds (21, 22), with symptoms worded afresh. They join the stratified split like any new
+# item (about half dev, half held-out); the held-out half was scored once, after the round's dev work.
+R4 = "_r4"
+
+
+def _round4() -> None:
+    def t(item_id, fam, opt, settings, cause, symptom, reason, acceptable=()):
+        _torch(item_id + R4, fam, opt, settings, cause, symptom, reason, acceptable, added=ROUND4_ADDED)
+
+    high, lowacc = ("gradient_explosion",), ("underfitting",)
+    tf = {"warmup": 20, "schedule": "cosine", "steps": 150, "batch": 16}
+    # healthy controls, new shapes
+    healthy = (
+        ("transformer", "adamw", {**tf, "lr": 1e-3, "width": 96, "seed": 21}),
+        ("transformer", "adamw", {**tf, "lr": 2e-3, "width": 48, "depth": 3, "seed": 22}),
+        ("transformer", "sgd", {"lr": 0.3, "warmup": 10, "clip": 1.0, "steps": 150, "batch": 16, "seed": 21}),
+        ("transformer", "lion", {**tf, "lr": 3e-4, "seed": 22}),
+        ("lstm", "adamw", {"lr": 3e-3, "width": 96, "steps": 150, "seed": 21}),
+        ("lstm", "sgd", {"lr": 1.0, "momentum": 0.0, "clip": 0.5, "steps": 150, "seed": 21}),
+        ("lstm", "lion", {"lr": 3e-4, "steps": 150, "seed": 22}),
+        ("mlp", "adamw", {"lr": 1e-3, "width": 96, "seed": 21}),
+        ("mlp", "adamw", {"lr": 3e-3, "width": 32, "depth": 4, "batch": 64, "seed": 22}),
+        ("mlp", "sgd", {"lr": 0.05, "seed": 21}),
+        ("mlp", "lion", {"lr": 5e-4, "seed": 22}),
+        ("cnn", "sgd", {"lr": 0.05, "seed": 21}),
+        ("cnn", "adamw", {"lr": 1e-3, "width": 32, "seed": 22}),
+        ("cnn", "lion", {"lr": 3e-4, "seed": 21}),
+    )
+    for i, (fam, opt, st) in enumerate(healthy):
+        t(f"{fam}_{opt}_healthy_v{i}", fam, opt, st, None, HEALTHY_SYMPTOMS[i % len(HEALTHY_SYMPTOMS)],
+          f"healthy control: {opt} at lr {st['lr']}, width {st.get('width', 64)}, depth {st.get('depth', 2)}, "
+          f"seed {st['seed']}")
+    # LR far too high
+    for fam, opt, st in (("transformer", "adamw", {**tf, "lr": 0.3, "warmup": 0, "seed": 21}),
+                         ("transformer", "lion", {**tf, "lr": 0.5, "seed": 21}),
+                         ("lstm", "adamw", {"lr": 1.0, "width": 96, "steps": 150, "seed": 21}),
+                         ("mlp", "adamw", {"lr": 0.5, "seed": 21}),
+                         ("mlp", "sgd", {"lr": 3.0, "seed": 22}),
+                         ("cnn", "sgd", {"lr": 3.0, "seed": 21}),
+                         ("cnn", "adamw", {"lr": 0.5, "seed": 22})):
+        t(f"{fam}_{opt}_lr_high", fam, opt, st, "lr_too_high", "the loss jumps up and stays high",
+          f"planted: {opt} LR {st['lr']}", high)
+    # LR far too low
+    for fam, opt, st in (("transformer", "sgd", {"lr": 1e-4, "warmup": 10, "steps": 150, "batch": 16, "seed": 21}),
+                         ("lstm", "adamw", {"lr": 1e-6, "steps": 150, "seed": 21}),
+                         ("mlp", "lion", {"lr": 1e-7, "seed": 21}),
+                         ("cnn", "sgd", {"lr": 1e-5, "seed": 22})):
+        t(f"{fam}_{opt}_lr_low", fam, opt, st, "lr_too_low", "hardly any progress after all these steps",
+          f"planted: {opt} LR {st['lr']}", lowacc)
+    # no warmup, post-LN
+    t("transformer_postln_nowarmup", "transformer", "adamw",
+      {"lr": 1e-2, "warmup": 0, "post_ln": True, "depth": 4, "width": 48, "steps": 150, "batch": 16, "seed": 21},
+      "insufficient_warmup", "it blows up in the first few steps then crawls",
+      "planted: post-LN 4-layer transformer (width 48), AdamW 1e-2, no warmup", ("lr_too_high",))
+    t("transformer_postln_warmup_healthy", "transformer", "adamw",
+      {"lr": 1e-2, "warmup": 40, "post_ln": True, "depth": 4, "width": 48, "steps": 150, "batch": 16, "seed": 21},
+      None, HEALTHY_SYMPTOMS[2], "healthy control: the same post-LN model with 40 warmup steps")
+    # initialisation
+    init = "initialization"
+    t("transformer_adamw_out_init_large", "transformer", "adamw",
+      {**tf, "lr": 3e-3, "out_init_scale": 50.0, "seed": 21},
+      init, "the starting loss is way too high", "planted: output projection 50x the default init",
+      ("output_logit_divergence",))
+    t("lstm_adamw_out_init_large", "lstm", "adamw", {"lr": 5e-3, "steps": 150, "out_init_scale": 100.0, "seed": 21},
+      init, "first loss looks absurd", "planted: output projection 100x the default init", ("output_logit_divergence",))
+    t("mlp_sgd_init_large", "mlp", "sgd", {"lr": 0.05, "init_scale": 12.0, "seed": 21}, init,
+      "huge loss at the start", "planted: every weight matrix 12x the default init",
+      ("gradient_explosion", "lr_too_high"))
+    t("cnn_adamw_init_large", "cnn", "adamw", {"lr": 2e-3, "init_scale": 10.0, "seed": 21}, init,
+      "loss starts in the hundreds", "planted: every weight matrix 10x the default init", ("gradient_explosion",))
+    t("mlp_sgd_init_zero", "mlp", "sgd", {"lr": 0.05, "init_scale": 0.0, "seed": 21}, init,
+      "nothing is being learned", "planted: every parameter initialised to zero", ("vanishing_gradients",))
+    t("cnn_adamw_init_zero", "cnn", "adamw", {"lr": 2e-3, "init_scale": 0.0, "seed": 21}, init,
+      "model never gets better than guessing", "planted: every parameter initialised to zero", ("vanishing_gradients",))
+    t("mlp_sgd_dead_relu", "mlp", "sgd", {"lr": 0.05, "hidden_bias": -5.0, "depth": 3, "seed": 21}, init,
+      "flat loss from step zero", "planted: hidden biases -5, nearly every ReLU dead", ("vanishing_gradients",))
+    t("cnn_adamw_dead_relu", "cnn", "adamw", {"lr": 2e-3, "hidden_bias": -6.0, "seed": 21}, init,
+      "loss does not move", "planted: conv biases -6, nearly every ReLU dead", ("vanishing_gradients",))
+    # deep nets without residuals or norms
+    t("mlp_adamw_deep_sigmoid", "mlp", "adamw",
+      {"lr": 1e-3, "depth": 20, "residual": False, "activation": "sigmoid", "width": 48, "seed": 21},
+      "vanishing_gradients", "adding layers made it stop learning",
+      "planted: 20 sigmoid layers, no residuals, no normalisation", (init,))
+    t("mlp_sgd_deep_relu_explode", "mlp", "sgd",
+      {"lr": 0.01, "depth": 14, "residual": False, "init_scale": 4.0, "seed": 21}, "gradient_explosion",
+      "loss turned into inf/nan", "planted: 14 ReLU layers without residuals or norms at 4x init",
+      (init, "lr_too_high"))
+    # labels and data
+    for fam, opt, st in (("mlp", "sgd", {"lr": 0.05, "seed": 21}), ("cnn", "adamw", {"lr": 2e-3, "seed": 21})):
+        t(f"{fam}_{opt}_shuffled_labels", fam, opt, {**st, "labels": "shuffled"}, "data_pipeline",
+          "accuracy is random-guess level", "planted: training labels permuted (eval labels clean)", ("label_noise",))
+        t(f"{fam}_{opt}_noisy_labels", fam, opt, {**st, "labels": "noisy", "noise_fraction": 0.5, "steps": 300},
+          "label_noise", "training loss stays high though the model should fit this easily",
+          "planted: 50% of training labels replaced by random classes", ("data_pipeline", "overfitting"))
+        t(f"{fam}_{opt}_repeat_batch", fam, opt, {**st, "repeat_batch": True}, "data_pipeline",
+          "train loss is near zero but the eval loss is bad", "planted: the loader returns the first batch every step",
+          ("overfitting",))
+        t(f"{fam}_{opt}_tiny_data", fam, opt, {**st, "n_train": 96, "steps": 300}, "overfitting",
+          "eval loss bottoms out then climbs", "planted: 96 training examples", ("data_pipeline",))
+        t(f"{fam}_{opt}_too_small", fam, opt, {**st, "width": 4 if fam == "cnn" else 2, "steps": 300},
+          "underfitting", "loss levels off at a high value", "planted: the model is 2-4 units wide", ("lr_too_low",))
+        t(f"{fam}_{opt}_eval_leak", fam, opt, {**st, "n_train": 1024, "eval_leak": True, "steps": 300},
+          "data_pipeline", "validation is as good as training, is that right?",
+          "planted: the eval set is the first 1024 training examples", ("overfitting",))
+    t("transformer_adamw_repeat_batch", "transformer", "adamw", {**tf, "lr": 2e-3, "repeat_batch": True, "width": 96,
+                                                                 "seed": 21},
+      "data_pipeline", "training loss drops to almost nothing, eval does not", "planted: the loader repeats one batch",
+      ("overfitting",))
+    t("transformer_adamw_eval_leak", "transformer", "adamw", {**tf, "lr": 3e-3, "n_train": 6000, "eval_leak": True,
+                                                              "seed": 21},
+      "data_pipeline", "eval perplexity looks better than I expected", "planted: the eval text is a slice of the "
+      "6000-byte training text", ("overfitting",))
+    t("transformer_adamw_tiny_data", "transformer", "adamw",
+      {**tf, "lr": 3e-3, "n_train": 2000, "steps": 250, "seed": 21},
+      "overfitting", "validation gets worse in the second half", "planted: 2000 bytes of training text")
+    t("lstm_adamw_tiny_data", "lstm", "adamw", {"lr": 5e-3, "n_train": 800, "steps": 300, "seed": 21},
+      "overfitting", "held-out loss keeps rising", "planted: 800 bytes of training text")
+    t("transformer_adamw_too_small", "transformer", "adamw", {**tf, "lr": 3e-3, "width": 4, "depth": 1, "seed": 21},
+      "underfitting", "loss is stuck way above what others get on this data", "planted: a 4-wide, 1-layer transformer",
+      ("lr_too_low",))
+    t("lstm_sgd_too_small", "lstm", "sgd", {"lr": 1.0, "momentum": 0.0, "clip": 0.5, "width": 2, "depth": 1,
+                                            "steps": 150, "seed": 21},
+      "underfitting", "the loss flattens out early and high", "planted: a 2-unit LSTM", ("lr_too_low",))
+    for fam, st in (("transformer", {**tf, "lr": 3e-3, "seed": 21}), ("lstm", {"lr": 5e-3, "steps": 150, "seed": 22})):
+        t(f"{fam}_adamw_pad_in_loss", fam, "adamw", {**st, "pad_loss": True}, "data_pipeline",
+          "the loss looks too low for a byte model", "planted: the loss is averaged over padding positions too")
+    # weight decay
+    for fam, opt, st in (("mlp", "sgd", {"lr": 0.05, "weight_decay": 1.0, "seed": 21}),
+                         ("cnn", "adamw", {"lr": 2e-3, "weight_decay": 50.0, "seed": 21}),
+                         ("lstm", "adamw", {"lr": 5e-3, "steps": 150, "weight_decay": 40.0, "seed": 21})):
+        t(f"{fam}_{opt}_wd_extreme", fam, opt, st, "weight_decay", "progress stalls early on",
+          f"planted: weight decay {st['weight_decay']}", ("underfitting", "lr_too_low"))
+    # batch size 1
+    for fam, opt, st in (("mlp", "sgd", {"lr": 0.1, "seed": 21}), ("cnn", "sgd", {"lr": 0.05, "seed": 22}),
+                         ("transformer", "adamw", {**tf, "lr": 3e-3, "seed": 21})):
+        t(f"{fam}_{opt}_batch1", fam, opt, {**st, "batch": 1}, "batch_size", "the curve is all noise",
+          "planted: batch size 1 at an LR tuned for a batch of 16-32", ("lr_too_high",))
+    # fp16 without loss scaling
+    for fam, st in (("mlp", {"lr": 1e-3, "width": 96, "seed": 21}), ("cnn", {"lr": 1e-3, "seed": 21})):
+        t(f"{fam}_adamw_fp16", fam, "adamw", {**st, "fp16": True}, "numerical_precision", "nan loss almost at once",
+          "planted: model, gradients and AdamW state in float16, no loss scaling", ("lr_too_high",))
+    # schedule restarts on resume
+    t("transformer_adamw_schedule_restart", "transformer", "adamw", {**tf, "lr": 3e-3, "steps": 160, "restart_at": 80,
+                                                                     "seed": 21},
+      "lr_schedule", "after I restarted from the step-80 checkpoint the loss got worse",
+      "planted: at step 80 the warmup+cosine scheduler restarts from step 0", ("lr_too_high",))
+    t("mlp_adamw_schedule_restart", "mlp", "adamw", {"lr": 1e-2, "schedule": "cosine", "steps": 300, "restart_at": 180,
+                                                     "seed": 21},
+      "lr_schedule", "resumed training and the loss went back up", "planted: cosine schedule restarts at step 180",
+      ("lr_too_high",))
+    # gradient accumulation without dividing the loss
+    t("mlp_sgd_accum_nodivide", "mlp", "sgd", {"lr": 0.5, "accum": 8, "accum_divide": False, "batch": 8, "seed": 21},
+      "lr_too_high", "it diverges since I started accumulating gradients",
+      "planted: 8 micro-batches without dividing the loss: an 8x SGD step", ("gradient_explosion", "batch_size"))
+    t("cnn_sgd_accum_nodivide", "cnn", "sgd", {"lr": 0.2, "accum": 8, "accum_divide": False, "batch": 8, "seed": 21},
+      "lr_too_high", "loss explodes after switching on gradient accumulation",
+      "planted: 8 micro-batches without dividing the loss: an 8x SGD step", ("gradient_explosion", "batch_size"))
+
+    # ntjax CLI runs
+    tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]
+    mlp = ["--spec", "benchmarks/diagnosis/specs/mlp_classifier.py", "--steps", "200", "--batch-size", "64",
+           "--eval-every", "25"]
+
+    def nt(item_id, args, cause, symptom, reason, acceptable=(), task="language_modeling", opt="adamw"):
+        _add(f"ntjax_{item_id}{R4}", "ntjax", {"ntjax": args}, cause, symptom, reason, acceptable, task, opt,
+             added=ROUND4_ADDED)
+
+    nt("tiny_healthy_s3", tiny + ["--seed", "3", "--lr", "2e-3"], None, HEALTHY_SYMPTOMS[3],
+       "healthy control: tiny preset at AdamW 2e-3, seed 3")
+    nt("tiny_sgd_healthy_s3", tiny + ["--optimizer", "sgd", "--lr", "0.5", "--seed", "3"], None, HEALTHY_SYMPTOMS[0],
+       "healthy control: SGD with momentum at 0.5, seed 3", opt="sgd")
+    nt("tiny_lr1_s3", tiny + ["--lr", "1.0", "--warmup", "0", "--seed", "3"], "lr_too_high",
+       "loss shot up right after the start", "planted: AdamW LR 1.0 with no warmup", high)
+    nt("mlp_adamw_healthy_s4", mlp + ["--optimizer", "adamw", "--lr", "1e-3", "--seed", "4"], None,
+       HEALTHY_SYMPTOMS[2], "healthy control: MLP spec, AdamW at 1e-3, seed 4", task="classification")
+    nt("mlp_sgd_lr_high_s4", mlp + ["--optimizer", "sgd", "--lr", "20", "--weight-decay", "5e-4", "--seed", "4"],
+       "lr_too_high", "loss is all over the place", "planted: SGD LR 20 on the MLP spec (healthy at 0.1)", high,
+       task="classification", opt="sgd")
+    nt("mlp_lion_lr_low_s4", mlp + ["--optimizer", "lion", "--lr", "1e-8", "--seed", "4"], "lr_too_low",
+       "loss is basically flat", "planted: Lion LR 1e-8 (healthy at 3e-4)", lowacc, task="classification", opt="lion")
+
+
+
+_round4()
 
 
 # ---- making runs ------------------------------------------------------------------------------------
