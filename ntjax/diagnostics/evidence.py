@@ -283,15 +283,26 @@ def sig_early_instability(table, analysis, ctx, symptoms):
 
 
 def sig_zero_grads(table, analysis, ctx, symptoms):
-    """Weight matrices whose gradient is exactly zero: nothing reaches them (zero init, dead ReLUs)."""
-    layers = {k: v for k, v in _per_layer(table, "grad_norm/").items() if not NORM_OR_BIAS.search(k)}
-    if len(layers) < 2:
+    """Weight matrices whose gradient is exactly zero from the first sample on: nothing reaches them (zero init,
+    dead ReLUs at init). Gradients that were alive at the start and are zero at the end died in training:
+    units killed by too large an update (`grads_died`), not the initialisation."""
+    series = {n.removeprefix("grad_norm/"): s.finite().value for n, s in table.series.items()
+              if n.startswith("grad_norm/") and len(s.finite())}
+    series = {k: v for k, v in series.items() if not NORM_OR_BIAS.search(k)}
+    if len(series) < 2:
         return None
-    zero = sorted(k for k, v in layers.items() if v == 0.0)
-    if len(zero) < max(1, len(layers) // 2):
+    zero_end = sorted(k for k, v in series.items() if _tail(v) == 0.0)
+    if len(zero_end) < max(1, len(series) // 2):
         return None
-    return Signal("zero_grad_layers", float(len(zero) / len(layers)),
-                  f"{len(zero)} of {len(layers)} weight matrices get exactly zero gradient: {', '.join(zero[:4])}")
+    zero_start = [k for k in zero_end if series[k][0] == 0.0]
+    if len(zero_start) >= max(1, len(series) // 2):
+        return Signal("zero_grad_layers", float(len(zero_start) / len(series)),
+                      f"{len(zero_start)} of {len(series)} weight matrices get exactly zero gradient from the first "
+                      f"sample on: {', '.join(zero_start[:4])}")
+    return Signal("grads_died", float(len(zero_end) / len(series)),
+                  f"{len(zero_end)} of {len(series)} weight matrices had gradients at the start and get exactly "
+                  f"zero at the end ({', '.join(zero_end[:4])}): units died during training, the mark of "
+                  f"updates too large for them")
 
 
 def sig_eval_below_train(table, analysis, ctx, symptoms):
@@ -305,9 +316,16 @@ def sig_eval_below_train(table, analysis, ctx, symptoms):
     ratio = float(np.median(ev.value[later] / np.maximum(t_at, 1e-12)))
     if ratio > EVAL_BELOW_TRAIN:
         return None
-    return Signal("eval_below_train", 1.0, f"eval loss is {100 * (1 - ratio):.0f}% below the train loss over the "
-                                           f"last 70% of the run: held-out data should not be easier than training "
-                                           f"data (a leak, or dropout/augmentation only in training)")
+    # Full strength when the train loss also stalled high (kept over half of where it started): wrong training
+    # labels hold it there. A train loss that fell steeply with eval below it is the commoner healthy case:
+    # dropout or augmentation in training only, or a train loss averaged over each epoch while it fell.
+    start, end = _ends(tr.value)
+    stalled = end >= 0.5 * start
+    return Signal("eval_below_train", 1.0 if stalled else 0.5,
+                  f"eval loss is {100 * (1 - ratio):.0f}% below the train loss over the last 70% of the run"
+                  + (f", and train loss stalled at {100 * end / start:.0f}% of its start" if stalled else "")
+                  + ": held-out data should not be easier than training data (noisy training labels, a leak, or "
+                  "dropout/augmentation only in training)")
 
 
 # --- gradients and updates
@@ -396,7 +414,9 @@ def sig_initial_loss(table, analysis, ctx, symptoms):
     uniform = next((v for k, v in ctx.baselines.items() if k.startswith(("ln V", "ln K"))), None)
     if s is None or not len(s.finite()) or not uniform:
         return None
-    first = float(s.finite().value[0])
+    v = s.finite().value
+    # the first loss, unless the next two say it was one noisy batch (a batch of one example scatters widely)
+    first = float(min(v[0], np.median(v[:3])))
     if first <= INIT_LOSS_EXCESS * uniform:
         return None
     return Signal("initial_loss_high", float(min(1.0, 5 * (first / uniform - 1))),
@@ -519,6 +539,19 @@ def sig_config_batch(table, analysis, ctx, symptoms):
                   f"config batch size {bs:g}: each step follows the gradient of {bs:g} example(s)")
 
 
+def sig_unstable_tiny_batch(table, analysis, ctx, symptoms):
+    """A batch of one or two examples and an unstable loss (divergence, a non-finite loss, warning spikes or
+    oscillation): the instability has a cause more specific than the LR, the batch the LR was set for."""
+    tiny = sig_config_batch(table, analysis, ctx, symptoms)
+    if tiny is None:
+        return None
+    bad = [f for f in analysis.findings if f.kind in ("divergence", "nan", "spike", "oscillation")
+           and f.severity != "info" and f.metric.startswith("train")]
+    if not bad:
+        return None
+    return Signal("unstable_tiny_batch", tiny.value, f"{tiny.evidence}, and the loss is unstable: {_say(bad[0])}")
+
+
 def sig_model_tiny(table, analysis, ctx, symptoms):
     """Few parameters per output unit (config) and a loss that stays a large share of its trivial baseline:
     the model is too small to fit. Scale-free: parameters per class/vocabulary entry, loss / baseline."""
@@ -580,7 +613,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     sig_noise, sig_memorise, sig_same_batch, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
     sig_config_warmup, sig_config_eps, sig_beta2_unstable,
-    sig_config_batch, sig_model_tiny, sig_eval_at_chance, sig_eval_tracks_train,
+    sig_config_batch, sig_unstable_tiny_batch, sig_model_tiny, sig_eval_at_chance, sig_eval_tracks_train,
     *(sig_symptom(s) for s in SYMPTOMS),
 )
 

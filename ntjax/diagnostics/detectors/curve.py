@@ -122,8 +122,13 @@ def _spike_events(step: np.ndarray, y: np.ndarray) -> list[dict]:
     window = max(5, sm.smooth_window(y.size, 0.01, 51))
     base = sm.trailing_median(y, window)
     resid = y - base
-    sigma = np.maximum(sm.MAD_TO_SIGMA * sm.rolling_median(np.abs(np.nan_to_num(resid)), 5 * window),
-                       sm.SIGMA_FLOOR)
+    # The noise scale: the smaller of a centred and a trailing estimate. A spike that lasts tens of points
+    # inflates the centred window it sits in (which missed 3x spikes decaying over ~20 steps); spikes that
+    # come in quick succession, or the first points of a run, inflate the trailing one.
+    absres = np.abs(resid)
+    centred = sm.rolling_median(np.nan_to_num(absres), 5 * window)
+    trailing = sm.trailing_nanmedian(absres, 5 * window, window)
+    sigma = np.maximum(sm.MAD_TO_SIGMA * np.fmin(centred, trailing), sm.SIGMA_FLOOR)
     smooth = np.exp(sm.rolling_median(y, window)) if np.all(np.isfinite(np.exp(y))) else y
     floor = SPIKE_MIN_OF_RANGE * float(np.ptp(smooth))
     hot = (resid > SPIKE_Z * sigma) & (resid > SPIKE_MIN_RISE) & (np.exp(y) - np.exp(base) > floor)
@@ -297,7 +302,10 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     level = float(np.median(value[i:]))
     span = (step[-1] - step[i]) / max(1, step[-1] - step[0])
     converged = start_level > 0 and level <= CONVERGED_FRACTION * start_level
-    lr_here = lr_at(step[i]) if lr_at is not None else None
+    # The LR where the plateau sets in, or a quarter into it: a detected onset can lead the LR's fall by a
+    # few points, and a plateau that an LR collapse causes sits on the collapsed LR.
+    lrs = [(v, j) for j in (i, i + (n - i) // 4) if lr_at is not None and (v := lr_at(step[j])) is not None]
+    lr_here, lr_step = min(lrs, default=(None, i), key=lambda vj: vj[0])
     annealed = lr_here is not None and lr_here <= LR_ANNEALED
     # An LR near 0 with much of the run left is a schedule that decayed too early, not a final anneal.
     too_early = annealed and span >= LR_EARLY_DECAY_SPAN
@@ -310,8 +318,8 @@ def detect_plateau(step: np.ndarray, value: np.ndarray, metric: str,
     stalled = span >= PLATEAU_WARN_SPAN and n - i >= PLATEAU_WARN_POINTS and not converged and not annealed and (
         too_early or (changed and not on_trend))
     why = ("the loss has converged" if converged else "LR is in its final anneal" if annealed else
-           f"the LR fell to {100 * (lr_here or 0.0):.2g}% of its peak by step {int(step[i])} with {span:.0%} of the "
-           f"run left: the schedule decayed too early" if too_early else
+           f"the LR fell to {100 * (lr_here or 0.0):.2g}% of its peak by step {int(step[lr_step])} with {span:.0%} of "
+           f"the run left: the schedule decayed too early" if too_early else
            f"it follows the saturating power law fitted before step {int(step[i])} ({on_trend})" if on_trend else
            f"the run is stuck: {100 * before:.0f}% per decade before" if stalled else
            f"it moved slowly all run: {100 * before:.1f}% per decade before" if not changed else

@@ -49,6 +49,27 @@ def trailing_median(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def trailing_nanmedian(x: np.ndarray, window: int, min_count: int) -> np.ndarray:
+    """Median of the finite values among the `window` points before each point; NaN where fewer than
+    `min_count` finite values come before (a causal noise scale that an event cannot inflate before it)."""
+    out = np.full(x.shape, np.nan)
+    finite = np.isfinite(x)
+    if not finite.any():
+        return out
+    first = int(np.argmax(finite))
+    start = first + window  # from here on the whole trailing window is finite (leading NaNs only)
+    if np.all(finite[first:]) and x.size > start:
+        out[start:] = trailing_median(x[first:], window)[window:]
+    else:
+        start = x.size
+    for i in range(first + min_count, min(start, x.size)):
+        before = x[max(0, i - window):i]
+        before = before[np.isfinite(before)]
+        if before.size >= min_count:
+            out[i] = float(np.median(before))
+    return out
+
+
 def robust_sigma(x: np.ndarray) -> float:
     """Standard deviation estimated from the median absolute deviation: spikes do not inflate it."""
     x = x[np.isfinite(x)]
