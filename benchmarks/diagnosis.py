@@ -204,7 +204,7 @@ def evaluate(split: str = "both", subset: str | None = None, plot: Path | None =
             errors.append({"id": it["id"], "error": f"{type(e).__name__}: {e}"[:300]})
             row = score_item(it, {"hypotheses": [], "findings": []}, 0)
             row["top1"] = row["top3"] = False
-        row["split"], row["added"] = it["split"], it.get("added", labelset.FIRST_ADDED)
+        row["split"], row["batch"] = it["split"], it.get("batch", labelset.FIRST_BATCH)
         rows.append(row)
     report: dict[str, Any] = {
         "n_items": len(rows), "subset": subset or "all",
@@ -221,9 +221,9 @@ def evaluate(split: str = "both", subset: str | None = None, plot: Path | None =
                                     if k in ("n", "top1", "top3", "healthy_correct")} | {
                                     "recall": summarise([r for r in part if r["family"] == f])["findings"]["recall"]}
                                 for f in families}
-        # by the date items joined: a held-out batch added after the last tuning is scored here first
-        summary["by_added"] = {d: _compact(summarise([r for r in part if r["added"] == d]))
-                               for d in sorted({r["added"] for r in part})}
+        # by the round that added the items: a held-out batch made after the last tuning is scored here first
+        summary["by_batch"] = {b: _compact(summarise([r for r in part if r["batch"] == b]))
+                               for b in labelset.BATCHES if any(r["batch"] == b for r in part)}
         summary["misses"] = [{"id": r["id"], "cause": r["cause"], "predicted": r["predicted"],
                               "confidence": r["confidence"]} for r in part if not r["top1"]]
         summary["missed_findings"] = [{"id": r["id"], **e} for r in part for e in r["missed_findings"]]
@@ -243,8 +243,8 @@ def human(report: dict[str, Any]) -> str:
                      f"recall={f['recall']} precision={f['precision']} "
                      f"healthy_warnings={s['healthy_warnings']['count']} "
                      f"ECE={s['calibration']['ece']}")
-        for added, b in s.get("by_added", {}).items():
-            lines.append(f"    added {added}   n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']} "
+        for batch, b in s.get("by_batch", {}).items():
+            lines.append(f"    batch {batch:6s}   n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']} "
                          f"healthy_warnings={b['healthy_warnings']} ECE={b['ece']}")
         for fam, b in s["by_family"].items():
             lines.append(f"    {fam:18s} n={b['n']:3d} top1={b['top1']} top3={b['top3']} recall={b['recall']}")

@@ -54,7 +54,7 @@ def test_labels_follow_the_schema(items):
 def test_split_is_the_fixed_stratified_one(items):
     dev_only = [it for it in items if "_dev_s" in it["id"]]  # make_runs.DEV_SEEDS copies, split=dev by design
     assert dev_only and all(it["split"] == "dev" for it in dev_only)
-    first = [it for it in items if "_dev_s" not in it["id"] and it["added"] == labelset.FIRST_ADDED]
+    first = [it for it in items if "_dev_s" not in it["id"] and it["batch"] == labelset.FIRST_BATCH]
     again = copy.deepcopy(first)
     for it in again:
         it.pop("split")
@@ -65,15 +65,17 @@ def test_split_is_the_fixed_stratified_one(items):
         assert abs(strata[(fam, cause, "dev")] - strata[(fam, cause, "heldout")]) <= 1
     dev = sum(it["split"] == "dev" for it in first)
     assert 0.45 <= dev / len(first) <= 0.55
-    # later items were split by assign_splits with everything before them frozen: recomputing gives the same
-    later = [it for it in items if it["added"] != labelset.FIRST_ADDED]
-    assert later
-    redo = copy.deepcopy(later)
-    for it in redo:
-        it.pop("split")
-    frozen = {it["id"]: it["split"] for it in items if it["added"] == labelset.FIRST_ADDED}
-    labelset.assign_splits(copy.deepcopy([it for it in items if it["id"] in frozen]) + redo, frozen)
-    assert [it["split"] for it in redo] == [it["split"] for it in later]
+    # each later batch was split by assign_splits with every earlier batch frozen: recomputing gives the same
+    assert {it["batch"] for it in items} <= set(labelset.BATCHES)
+    for k, batch in enumerate(labelset.BATCHES[1:], start=1):
+        earlier = [it for it in items if it["batch"] in labelset.BATCHES[:k]]
+        later = [it for it in items if it["batch"] == batch]
+        assert later, batch
+        redo = copy.deepcopy(later)
+        for it in redo:
+            it.pop("split")
+        labelset.assign_splits(copy.deepcopy(earlier) + redo, {it["id"]: it["split"] for it in earlier})
+        assert [it["split"] for it in redo] == [it["split"] for it in later], batch
     every = Counter((it["family"], it["cause"] or "healthy", it["split"]) for it in items)
     copies = Counter((it["family"], it["cause"] or "healthy") for it in dev_only)
     for fam, cause in {(f, c) for f, c, _ in every}:  # balanced, but for the dev-only copies

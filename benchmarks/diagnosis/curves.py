@@ -263,7 +263,7 @@ PLAN = {"healthy": 9, "spike": 6, "oscillation": 6, "plateau": 5, "divergence": 
         "trivial_solution": 6, "resume_regression": 5}
 
 
-# Round 4 (2026-12-02): fresh draws of every pattern (new seeds; formats rotate from another start),
+# Round 4: fresh draws of every pattern (new seeds; formats rotate from another start),
 # split like any new item.
 PLAN_R4 = {"healthy": 8, "spike": 3, "oscillation": 3, "plateau": 3, "divergence": 3, "nan": 2, "overfitting": 3,
            "trivial_solution": 3, "resume_regression": 3}
@@ -296,7 +296,7 @@ def items() -> list[dict[str, Any]]:
     for item_id, kind, variant, seed in _plan():
         c = make(kind, variant, seed)
         fmt = item_id.removesuffix("_r4").rsplit("_", 1)[1]
-        out.append({"added": "2026-12-02" if item_id.endswith("_r4") else "2026-12-01",
+        out.append({"batch": "r4" if item_id.endswith("_r4") else "r1-3",
                     "id": item_id, "path": _path(item_id, fmt), "family": "synthetic",
                     "framework": {"jsonl": "ntjax", "tfevents": "tensorboard", "hf": "huggingface",
                                   "lightning": "lightning", "keras": "keras", "text": "nanogpt"}[fmt],

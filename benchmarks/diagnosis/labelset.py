@@ -25,8 +25,9 @@ FINDING_KINDS = ("spike", "plateau", "divergence", "nan", "overfitting", "oscill
 FAMILIES = ("ntjax", "torch_transformer", "torch_cnn", "torch_mlp", "torch_lstm", "public", "synthetic")
 FIELDS = {"id": str, "path": str, "split": str, "family": str, "framework": str, "optimizer": (str, type(None)),
           "task": str, "symptom": str, "cause": (str, type(None)), "acceptable": list, "findings": list,
-          "findings_complete": bool, "healthy": bool, "source": str, "reason": str, "added": str}
-FIRST_ADDED = "2026-12-01"  # the `added` date of items from before that field existed
+          "findings_complete": bool, "healthy": bool, "source": str, "reason": str, "batch": str}
+FIRST_BATCH = "r1-3"  # the batch of items made before batches were named (rounds 1-3)
+BATCHES = (FIRST_BATCH, "r4", "r5")  # in the order they were added
 
 
 def split_key(item_id: str) -> str:
@@ -117,7 +118,7 @@ def frozen_splits(path: Path = LABELS) -> dict[str, str]:
 def assemble(sources: Iterable[list[dict[str, Any]]], frozen: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Merge the sources' items whose path exists, assign splits (an item may name its own `split`, e.g. a
     dev-only run; items already in labels.json keep theirs), sort by id, check the schema."""
-    items = [{"added": FIRST_ADDED, **it} for src in sources for it in src if (ROOT / it["path"]).exists()]
+    items = [{"batch": FIRST_BATCH, **it} for src in sources for it in src if (ROOT / it["path"]).exists()]
     frozen = {**(frozen_splits() if frozen is None else frozen),
               **{it["id"]: it["split"] for it in items if it.get("split") in ("dev", "heldout")}}
     assign_splits(items, frozen)

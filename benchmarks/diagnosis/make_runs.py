@@ -34,19 +34,19 @@ HEALTHY_SYMPTOMS = ("is this run healthy? anything I should change?", "does trai
 # Each entry: id -> (how to make it, label fields). `torch`: RunSpec keyword arguments; `ntjax`: CLI args.
 
 FAULTS: dict[str, dict[str, Any]] = {}  # id -> item (without path/split) plus "make"
-FIRST_ADDED, ROUND4_ADDED = "2026-12-01", "2026-12-02"  # when an item joined the benchmark (labelset.FIELDS)
+FIRST_BATCH, ROUND4_BATCH = "r1-3", "r4"  # which round added an item (labelset.FIELDS, labelset.BATCHES)
 
 
 def _add(item_id: str, family: str, make: dict, cause: str | None, symptom: str, reason: str,
          acceptable: tuple[str, ...] = (), task: str = "", optimizer: str | None = None,
-         split: str | None = None, added: str = FIRST_ADDED) -> None:
+         split: str | None = None, batch: str = FIRST_BATCH) -> None:
     framework = "ntjax" if "ntjax" in make else "pytorch"
     FAULTS[item_id] = {
         "id": item_id, "path": f"runs/{item_id}", "family": family, "framework": framework,
         "optimizer": optimizer, "task": task, "symptom": symptom, "cause": cause,
         "acceptable": list(acceptable), "findings": [], "findings_complete": cause is None,
         "healthy": cause is None, "source": "generated: benchmarks/diagnosis/make_runs.py", "reason": reason,
-        "added": added, "make": make, **({"split": split} if split else {})}
+        "batch": batch, "make": make, **({"split": split} if split else {})}
 
 
 TASKS = {"transformer": "language_modeling", "lstm": "language_modeling", "mlp": "classification",
@@ -65,9 +65,9 @@ HEALTHY_TORCH = {  # family -> optimizer -> (settings, seeds)
 
 
 def _torch(item_id: str, fam: str, opt: str, settings: dict, cause: str | None, symptom: str, reason: str,
-           acceptable: tuple[str, ...] = (), added: str = FIRST_ADDED) -> None:
+           acceptable: tuple[str, ...] = (), batch: str = FIRST_BATCH) -> None:
     _add(f"torch_{item_id}", FAMILY[fam], {"torch": {"family": fam, "optimizer": opt, **settings}}, cause,
-         symptom, reason, acceptable, TASKS[fam], opt, added=added)
+         symptom, reason, acceptable, TASKS[fam], opt, batch=batch)
 
 
 # Faults planted once per family (one seed): a second seed of each, marked split=dev, so the engine's
@@ -304,7 +304,7 @@ def _catalogue() -> None:
 _catalogue()
 
 
-# Round 4 (2026-12-02): new configurations of every family -- other widths, depths, batch sizes, LRs,
+# Round 4: new configurations of every family -- other widths, depths, batch sizes, LRs,
 # optimizers and seeds (21, 22), with symptoms worded afresh. They join the stratified split like any new
 # item (about half dev, half held-out); the held-out half was scored once, after the round's dev work.
 R4 = "_r4"
@@ -312,7 +312,7 @@ R4 = "_r4"
 
 def _round4() -> None:
     def t(item_id, fam, opt, settings, cause, symptom, reason, acceptable=()):
-        _torch(item_id + R4, fam, opt, settings, cause, symptom, reason, acceptable, added=ROUND4_ADDED)
+        _torch(item_id + R4, fam, opt, settings, cause, symptom, reason, acceptable, batch=ROUND4_BATCH)
 
     high, lowacc = ("gradient_explosion",), ("underfitting",)
     tf = {"warmup": 20, "schedule": "cosine", "steps": 150, "batch": 16}
@@ -470,7 +470,7 @@ def _round4() -> None:
 
     def nt(item_id, args, cause, symptom, reason, acceptable=(), task="language_modeling", opt="adamw"):
         _add(f"ntjax_{item_id}{R4}", "ntjax", {"ntjax": args}, cause, symptom, reason, acceptable, task, opt,
-             added=ROUND4_ADDED)
+             batch=ROUND4_BATCH)
 
     nt("tiny_healthy_s3", tiny + ["--seed", "3", "--lr", "2e-3"], None, HEALTHY_SYMPTOMS[3],
        "healthy control: tiny preset at AdamW 2e-3, seed 3")
@@ -489,6 +489,142 @@ def _round4() -> None:
 
 
 _round4()
+
+
+# Round 5 (made after round 4's held-out score): again new
+# configurations (seeds 31-33, other widths, LRs and data sizes), more of the fault kinds that round 4 missed
+# on either side (eval leaks, loss over padding, SGD at far too low an LR, large inits under SGD, healthy SGD
+# runs), split like any new item; the held-out half is scored once, after round 5's dev work.
+R5, ROUND5_BATCH = "_r5", "r5"
+
+
+def _round5() -> None:
+    tf = {"warmup": 20, "schedule": "cosine", "steps": 150, "batch": 16}
+    runs = [  # (id, family, optimizer, settings, cause, symptom, reason, acceptable)
+        ("transformer_adamw_healthy_w", "transformer", "adamw", {**tf, "lr": 2e-3, "width": 80, "seed": 31}, None,
+         "does this look like a normal run?", "healthy control: AdamW 2e-3, width 80", ()),
+        ("transformer_sgd_healthy_w", "transformer", "sgd", {"lr": 0.2, "warmup": 10, "clip": 1.0, "steps": 150,
+                                                             "batch": 16, "seed": 31}, None,
+         "is anything wrong here?", "healthy control: SGD+momentum 0.2, clip 1", ()),
+        ("lstm_adamw_healthy_w", "lstm", "adamw", {"lr": 4e-3, "width": 48, "steps": 150, "seed": 31}, None,
+         "sanity check please", "healthy control: AdamW 4e-3, width 48", ()),
+        ("mlp_sgd_healthy_w", "mlp", "sgd", {"lr": 0.03, "width": 80, "seed": 31}, None,
+         "is this run fine?", "healthy control: SGD+momentum 0.03, width 80", ()),
+        ("mlp_sgd_healthy_d", "mlp", "sgd", {"lr": 0.05, "depth": 3, "batch": 48, "seed": 32}, None,
+         "does the training look right?", "healthy control: SGD+momentum 0.05, depth 3, batch 48", ()),
+        ("mlp_adamw_healthy_w", "mlp", "adamw", {"lr": 2e-3, "width": 48, "seed": 33}, None,
+         "anything to improve?", "healthy control: AdamW 2e-3, width 48", ()),
+        ("cnn_sgd_healthy_w", "cnn", "sgd", {"lr": 0.03, "width": 48, "seed": 31}, None,
+         "is this healthy?", "healthy control: SGD+momentum 0.03, width 48", ()),
+        ("cnn_adamw_healthy_w", "cnn", "adamw", {"lr": 3e-3, "seed": 32}, None,
+         "check this run", "healthy control: AdamW 3e-3", ()),
+        ("transformer_adamw_eval_leak", "transformer", "adamw", {**tf, "lr": 2e-3, "n_train": 5000, "eval_leak": True,
+                                                                 "seed": 31},
+         "data_pipeline", "the validation loss is suspiciously close to training", "planted: the eval text is a slice "
+         "of the 5000-byte training text", ("overfitting",)),
+        ("lstm_adamw_eval_leak", "lstm", "adamw", {"lr": 5e-3, "n_train": 3000, "eval_leak": True, "steps": 200,
+                                                   "seed": 31},
+         "data_pipeline", "val loss matches train loss exactly, too good?", "planted: the eval text is a slice of the "
+         "3000-byte training text", ("overfitting",)),
+        ("mlp_adamw_eval_leak", "mlp", "adamw", {"lr": 2e-3, "n_train": 1024, "eval_leak": True, "steps": 300,
+                                                 "seed": 32},
+         "data_pipeline", "my eval numbers look too good to be true",
+         "planted: the eval set is the first 1024 training "
+         "examples", ("overfitting",)),
+        ("cnn_sgd_eval_leak", "cnn", "sgd", {"lr": 0.02, "n_train": 1024, "eval_leak": True, "steps": 300, "seed": 31},
+         "data_pipeline", "validation accuracy is as high as training accuracy", "planted: the eval set is the first "
+         "1024 training examples", ("overfitting",)),
+        ("transformer_adamw_pad_in_loss", "transformer", "adamw", {**tf, "lr": 2e-3, "pad_loss": True, "seed": 31},
+         "data_pipeline", "perplexity is lower than any byte model I know",
+         "planted: the loss is averaged over padding "
+         "positions too", ()),
+        ("lstm_adamw_pad_in_loss", "lstm", "adamw", {"lr": 4e-3, "steps": 150, "pad_loss": True, "seed": 31},
+         "data_pipeline", "loss seems unrealistically low", "planted: the loss is averaged over padding positions too",
+         ()),
+        ("transformer_sgd_lr_low", "transformer", "sgd", {"lr": 3e-5, "warmup": 10, "steps": 150, "batch": 16,
+                                                          "seed": 31},
+         "lr_too_low", "the loss creeps down very slowly", "planted: SGD LR 3e-5 (healthy at 0.2-0.5)",
+         ("underfitting",)),
+        ("mlp_sgd_lr_low", "mlp", "sgd", {"lr": 3e-5, "seed": 31}, "lr_too_low", "barely learning anything",
+         "planted: SGD LR 3e-5 (healthy at 0.05)", ("underfitting",)),
+        ("cnn_sgd_lr_low", "cnn", "sgd", {"lr": 3e-5, "seed": 32}, "lr_too_low", "loss hardly changes",
+         "planted: SGD LR 3e-5 (healthy at 0.02-0.05)", ("underfitting",)),
+        ("lstm_sgd_lr_low", "lstm", "sgd", {"lr": 1e-4, "momentum": 0.0, "clip": 0.5, "steps": 150, "seed": 31},
+         "lr_too_low", "it is learning at a snail's pace", "planted: SGD LR 1e-4 (healthy at 1-2)", ("underfitting",)),
+        ("mlp_sgd_init_large", "mlp", "sgd", {"lr": 0.03, "init_scale": 8.0, "seed": 31}, "initialization",
+         "loss at step 0 is enormous", "planted: every weight matrix 8x the default init",
+         ("gradient_explosion", "lr_too_high")),
+        ("cnn_sgd_init_large", "cnn", "sgd", {"lr": 0.02, "init_scale": 12.0, "seed": 31}, "initialization",
+         "the first losses are gigantic", "planted: every weight matrix 12x the default init",
+         ("gradient_explosion", "lr_too_high")),
+        ("transformer_adamw_lr_high", "transformer", "adamw", {**tf, "lr": 0.1, "warmup": 0, "seed": 31},
+         "lr_too_high", "the loss went up early and never came back", "planted: AdamW LR 0.1, no warmup",
+         ("gradient_explosion",)),
+        ("mlp_sgd_lr_high", "mlp", "sgd", {"lr": 2.0, "seed": 31}, "lr_too_high", "loss is exploding",
+         "planted: SGD LR 2.0 (healthy at 0.05)", ("gradient_explosion",)),
+        ("cnn_adamw_lr_high", "cnn", "adamw", {"lr": 0.3, "seed": 31}, "lr_too_high", "accuracy dropped to chance",
+         "planted: AdamW LR 0.3 (healthy at 1e-3-3e-3)", ("gradient_explosion",)),
+        ("mlp_adamw_shuffled_labels", "mlp", "adamw", {"lr": 2e-3, "labels": "shuffled", "seed": 31}, "data_pipeline",
+         "the model is no better than chance", "planted: training labels permuted", ("label_noise",)),
+        ("cnn_sgd_noisy_labels", "cnn", "sgd", {"lr": 0.02, "labels": "noisy", "noise_fraction": 0.45, "steps": 300,
+                                                "seed": 31},
+         "label_noise", "training loss will not go down past a point", "planted: 45% of training labels random",
+         ("data_pipeline", "overfitting")),
+        ("mlp_adamw_tiny_data", "mlp", "adamw", {"lr": 2e-3, "n_train": 128, "steps": 300, "seed": 31}, "overfitting",
+         "eval loss starts rising after a while", "planted: 128 training examples", ("data_pipeline",)),
+        ("cnn_sgd_tiny_data", "cnn", "sgd", {"lr": 0.02, "n_train": 80, "steps": 300, "seed": 31}, "overfitting",
+         "the gap between train and eval keeps growing", "planted: 80 training examples", ("data_pipeline",)),
+        ("mlp_adamw_too_small", "mlp", "adamw", {"lr": 2e-3, "width": 2, "steps": 300, "seed": 31}, "underfitting",
+         "loss stops improving at a high value", "planted: a 2-unit-wide MLP", ("lr_too_low",)),
+        ("transformer_adamw_wd_extreme", "transformer", "adamw", {**tf, "lr": 3e-3, "weight_decay": 40.0, "seed": 31},
+         "weight_decay", "loss flattens way too early", "planted: AdamW weight decay 40", ("underfitting",
+         "lr_too_low")),
+        ("cnn_sgd_wd_extreme", "cnn", "sgd", {"lr": 0.02, "weight_decay": 2.0, "seed": 31}, "weight_decay",
+         "stuck at a poor loss", "planted: SGD (coupled) weight decay 2.0", ("underfitting", "lr_too_low")),
+        ("mlp_sgd_batch1", "mlp", "sgd", {"lr": 0.05, "batch": 1, "seed": 31}, "batch_size",
+         "extremely noisy curve", "planted: batch size 1 at the batch-32 LR", ("lr_too_high",)),
+        ("lstm_adamw_batch1", "lstm", "adamw", {"lr": 5e-3, "batch": 1, "steps": 150, "seed": 31}, "batch_size",
+         "loss jumps around a lot", "planted: batch size 1 at the batch-32 LR", ("lr_too_high",)),
+        ("cnn_adamw_fp16", "cnn", "adamw", {"lr": 2e-3, "fp16": True, "width": 48, "seed": 31}, "numerical_precision",
+         "loss turns into nan at the very start", "planted: float16 model and AdamW state, no loss scaling",
+         ("lr_too_high",)),
+        ("mlp_adamw_deep_sigmoid", "mlp", "adamw", {"lr": 2e-3, "depth": 16, "residual": False, "activation": "sigmoid",
+                                                    "seed": 31},
+         "vanishing_gradients", "the deep version of my model does not train", "planted: 16 sigmoid layers, no "
+         "residuals or norms", ("initialization",)),
+        ("cnn_adamw_dead_relu", "cnn", "adamw", {"lr": 3e-3, "hidden_bias": -5.0, "seed": 31}, "initialization",
+         "stuck at chance from the first step", "planted: conv biases -5, nearly every ReLU dead",
+         ("vanishing_gradients",)),
+        ("mlp_sgd_schedule_restart", "mlp", "sgd", {"lr": 0.2, "schedule": "cosine", "steps": 300, "restart_at": 150,
+                                                    "seed": 31},
+         "lr_schedule", "I resumed at step 150 and things got worse", "planted: cosine schedule restarts at step 150",
+         ("lr_too_high",)),
+        ("mlp_sgd_accum_nodivide", "mlp", "sgd", {"lr": 0.4, "accum": 8, "accum_divide": False, "batch": 8, "seed": 31},
+         "lr_too_high", "training broke when I turned on accumulation", "planted: 8 micro-batches without dividing "
+         "the loss: an 8x SGD step", ("gradient_explosion", "batch_size")),
+    ]
+    for item_id, fam, opt, st, cause, symptom, reason, acceptable in runs:
+        _torch(item_id + R5, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND5_BATCH)
+    tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]
+    mlp = ["--spec", "benchmarks/diagnosis/specs/mlp_classifier.py", "--steps", "200", "--batch-size", "64",
+           "--eval-every", "25"]
+    for item_id, args, cause, symptom, reason, acceptable, task, opt in (
+        ("tiny_healthy_s5", tiny + ["--seed", "5"], None, "is the run ok?", "healthy control: tiny preset defaults, "
+         "seed 5", (), "language_modeling", "adamw"),
+        ("tiny_lr05_s5", tiny + ["--lr", "0.5", "--warmup", "0", "--seed", "5"], "lr_too_high",
+         "loss got much worse after the first steps", "planted: AdamW LR 0.5, no warmup", ("gradient_explosion",),
+         "language_modeling", "adamw"),
+        ("mlp_sgd_healthy_s5", mlp + ["--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "5e-4", "--seed", "5"],
+         None, "does this look healthy?", "healthy control: MLP spec, SGD 0.1, weight decay 5e-4", (),
+         "classification", "sgd"),
+        ("mlp_lr_high_s5", mlp + ["--lr", "0.5", "--warmup", "0", "--seed", "5"], "lr_too_high", "the loss jumped up",
+         "planted: AdamW LR 0.5 on the MLP spec", ("gradient_explosion",), "classification", "adamw"),
+    ):
+        _add(f"ntjax_{item_id}{R5}", "ntjax", {"ntjax": args}, cause, symptom, reason, acceptable, task, opt,
+             batch=ROUND5_BATCH)
+
+
+_round5()
 
 
 # ---- making runs ------------------------------------------------------------------------------------
@@ -599,7 +735,7 @@ def observed_findings(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # Restart runs whose loss got clearly worse after the restart (checked by eye on the stored curves).
-VISIBLE_RESTARTS = {"torch_mlp_sgd_schedule_restart"}
+VISIBLE_RESTARTS = {"torch_mlp_sgd_schedule_restart", "torch_mlp_sgd_schedule_restart_r5"}
 
 
 def items() -> list[dict[str, Any]]:
