@@ -48,7 +48,8 @@ SYMPTOMS = {  # free-text pattern -> symptom
     "overfitting": r"overfit|val(idation)?[ _]loss (goes |is )?(up|ris|increas)|gap|memori",
     "diverging": r"diverg|explod|blow|increas|goes up|rising",
     "resume": r"resum|restart|checkpoint|reload",
-    "too_good": r"too good|suspicious|leak|as low as (the )?train|as fast as (the )?train",
+    "too_good": r"too good|suspicious|leak|as low as (the )?train|as fast as (the )?train|"
+                r"(too|unrealistically|implausibly|surprisingly) low",
 }
 NORM_OR_BIAS = re.compile(r"(^|[._/])(ln\w*|norm\w*|layernorm|bn\d*|bias|scale|gamma|beta)($|[._/])", re.I)
 EMBEDDING = re.compile(r"emb|wte|wpe|encoder\.weight$|token", re.I)

@@ -124,6 +124,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         overfit = relations.detect_overfitting(train.finite() if train else None, eval_.finite())
         if overfit:  # overfitting explains a flat eval: do not report it twice
             eval_findings = [f for f in eval_findings if f.kind != "plateau"]
+        eval_findings = [_eval_saturated(f, train) for f in eval_findings]
         findings += eval_findings + overfit
     elif eval_ is not None:
         findings += curve.detect_nonfinite(eval_.step, eval_.value, eval_.name)
@@ -192,6 +193,28 @@ def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) ->
     if any(f.kind == "plateau" and "decayed too early" in f.evidence for f in out):
         out = [f for f in out if f.kind != "underfitting"]
     return out + kept_resumes
+
+
+EVAL_SATURATED_TRAIN_DROP = 0.10  # train loss still falling 10%+ over a flat eval stretch: the model still learns
+
+
+def _eval_saturated(f: Finding, train: Series | None) -> Finding:
+    """A flat eval loss while the train loss keeps falling is held-out loss saturating (the generalisation
+    gap opening: more data or regularisation would help), not a stalled run: `info`, not a warning. A run
+    that is stuck has a flat train loss too."""
+    if f.kind != "plateau" or f.severity == "info" or train is None or f.start_step is None:
+        return f
+    tr = train.finite()
+    during = tr.value[tr.step >= f.start_step]
+    if during.size < 10:
+        return f
+    k = max(3, during.size // 10)
+    start, end = float(np.median(during[:k])), float(np.median(during[-k:]))
+    if start <= 0 or end > (1 - EVAL_SATURATED_TRAIN_DROP) * start:
+        return f
+    return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; train loss still fell "
+                               f"{100 * (1 - end / start):.0f}% over the same stretch ({fmt(start)} -> {fmt(end)}): "
+                               f"held-out loss has saturated while the model still learns")
 
 
 def _until(s: Series, step: int) -> Series:
