@@ -605,6 +605,35 @@ def _round5() -> None:
     ]
     for item_id, fam, opt, st, cause, symptom, reason, acceptable in runs:
         _torch(item_id + R5, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND5_BATCH)
+    # dev-only runs (seeds 41, 42) of the kinds round 4's held-out part showed the engine weak on, so that
+    # the dev part holds them (eval leaks in models that memorise, SGD at far too low an LR, healthy SGD)
+    dev_only = [
+        ("cnn_adamw_eval_leak", "cnn", "adamw", {"lr": 2e-3, "n_train": 1024, "eval_leak": True, "steps": 300},
+         "data_pipeline", "is my evaluation set up right?", "planted: the eval set is the first 1024 training "
+         "examples", ("overfitting",)),
+        ("cnn_sgd_eval_leak", "cnn", "sgd", {"lr": 0.03, "n_train": 1024, "eval_leak": True, "steps": 300},
+         "data_pipeline", "check my run", "planted: the eval set is the first 1024 training examples",
+         ("overfitting",)),
+        ("cnn_sgd_lr_low", "cnn", "sgd", {"lr": 1e-5}, "lr_too_low", "the model is not getting better",
+         "planted: SGD LR 1e-5 (healthy at 0.02-0.05)", ("underfitting",)),
+        ("transformer_sgd_lr_low", "transformer", "sgd", {"lr": 1e-4, "warmup": 10, "steps": 150, "batch": 16},
+         "lr_too_low", "what is wrong with this run?", "planted: SGD LR 1e-4 (healthy at 0.2-0.5)", ("underfitting",)),
+        ("mlp_sgd_lr_low", "mlp", "sgd", {"lr": 2e-5}, "lr_too_low", "loss is not moving",
+         "planted: SGD LR 2e-5 (healthy at 0.05)", ("underfitting",)),
+        ("cnn_sgd_healthy", "cnn", "sgd", {"lr": 0.02}, None, "is this healthy?", "healthy control: SGD 0.02", ()),
+        ("mlp_sgd_healthy", "mlp", "sgd", {"lr": 0.05, "width": 48}, None, "anything wrong?",
+         "healthy control: SGD 0.05, width 48", ()),
+        ("transformer_sgd_healthy", "transformer", "sgd", {"lr": 0.3, "warmup": 10, "clip": 1.0, "steps": 150,
+                                                          "batch": 16}, None, "does this look right?",
+         "healthy control: SGD 0.3, clip 1", ()),
+        ("mlp_adamw_healthy", "mlp", "adamw", {"lr": 2e-3, "depth": 3}, None, "is the training fine?",
+         "healthy control: AdamW 2e-3, depth 3", ()),
+    ]
+    for seed in (41, 42):
+        for item_id, fam, opt, st, cause, symptom, reason, acceptable in dev_only:
+            _torch(f"{item_id}_dev_s{seed}", fam, opt, {**st, "seed": seed}, cause, symptom,
+                   f"{reason}, seed {seed} (a dev-only run)", acceptable, batch=ROUND5_BATCH)
+            FAULTS[f"torch_{item_id}_dev_s{seed}"]["split"] = "dev"
     tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]
     mlp = ["--spec", "benchmarks/diagnosis/specs/mlp_classifier.py", "--steps", "200", "--batch-size", "64",
            "--eval-every", "25"]
