@@ -269,6 +269,11 @@ PLAN_R4 = {"healthy": 8, "spike": 3, "oscillation": 3, "plateau": 3, "divergence
            "trivial_solution": 3, "resume_regression": 3}
 
 
+# Round 6: fresh draws again (new seeds), the last batch of held-out items this session.
+PLAN_R6 = {"healthy": 6, "spike": 2, "oscillation": 2, "plateau": 2, "divergence": 2, "nan": 2, "overfitting": 2,
+           "trivial_solution": 3, "resume_regression": 2}
+
+
 def _plan() -> list[tuple[str, str, int, int]]:
     """(id, kind, variant, seed) for every generated item; formats rotate over the items."""
     out, k = [], 0
@@ -281,6 +286,11 @@ def _plan() -> list[tuple[str, str, int, int]]:
         for v in range(count):
             fmt = FORMATS[(k + 3) % len(FORMATS)]
             out.append((f"syn_{kind}_{v}_{fmt}_r4", kind, v, 2000 + k))
+            k += 1
+    for kind, count in PLAN_R6.items():
+        for v in range(count):
+            fmt = FORMATS[(k + 1) % len(FORMATS)]
+            out.append((f"syn_{kind}_{v}_{fmt}_r6", kind, v, 3000 + k))
             k += 1
     return out
 
@@ -295,8 +305,8 @@ def items() -> list[dict[str, Any]]:
     out = []
     for item_id, kind, variant, seed in _plan():
         c = make(kind, variant, seed)
-        fmt = item_id.removesuffix("_r4").rsplit("_", 1)[1]
-        out.append({"batch": "r4" if item_id.endswith("_r4") else "r1-3",
+        fmt = item_id.removesuffix("_r4").removesuffix("_r6").rsplit("_", 1)[1]
+        out.append({"batch": item_id.rsplit("_", 1)[1] if item_id.endswith(("_r4", "_r6")) else "r1-3",
                     "id": item_id, "path": _path(item_id, fmt), "family": "synthetic",
                     "framework": {"jsonl": "ntjax", "tfevents": "tensorboard", "hf": "huggingface",
                                   "lightning": "lightning", "keras": "keras", "text": "nanogpt"}[fmt],
@@ -311,7 +321,8 @@ def items() -> list[dict[str, Any]]:
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     for item_id, kind, variant, seed in _plan():
-        write(item_id.removesuffix("_r4").rsplit("_", 1)[1], make(kind, variant, seed), OUT / item_id)
+        write(item_id.removesuffix("_r4").removesuffix("_r6").rsplit("_", 1)[1], make(kind, variant, seed),
+              OUT / item_id)
     sys.path.insert(0, str(ROOT))
     import labelset
     labelset.write(labelset.assemble(labelset.sources()))

@@ -656,6 +656,104 @@ def _round5() -> None:
 _round5()
 
 
+# Round 6 (made after round 5's dev work, before any score of it): the last fresh batch of this session --
+# every fault kind again in configurations not used before (seeds 51-53, other widths, LRs, batch sizes),
+# split like any new item; its held-out half is scored once, as the final measure.
+R6, ROUND6_BATCH = "_r6", "r6"
+
+
+def _round6() -> None:
+    tf = {"warmup": 15, "schedule": "cosine", "steps": 150, "batch": 24}
+    hi, lo, init = ("gradient_explosion",), ("underfitting",), "initialization"
+    runs = [  # (id, family, optimizer, settings, cause, symptom, acceptable)
+        ("transformer_adamw_healthy", "transformer", "adamw", {**tf, "lr": 2.5e-3, "width": 56, "seed": 51}, None,
+         "how does this run look?", ()),
+        ("transformer_lion_healthy", "transformer", "lion", {**tf, "lr": 4e-4, "seed": 52}, None,
+         "is this training sane?", ()),
+        ("lstm_sgd_healthy", "lstm", "sgd", {"lr": 1.5, "momentum": 0.0, "clip": 0.5, "steps": 150, "seed": 51}, None,
+         "please review this run", ()),
+        ("lstm_adamw_healthy", "lstm", "adamw", {"lr": 3e-3, "depth": 1, "steps": 150, "seed": 52}, None,
+         "is it training properly?", ()),
+        ("mlp_lion_healthy", "mlp", "lion", {"lr": 4e-4, "width": 96, "seed": 51}, None, "looks ok?", ()),
+        ("mlp_adamw_healthy", "mlp", "adamw", {"lr": 1.5e-3, "batch": 48, "seed": 52}, None, "review please", ()),
+        ("cnn_sgd_healthy", "cnn", "sgd", {"lr": 0.04, "batch": 48, "seed": 51}, None, "all good here?", ()),
+        ("cnn_lion_healthy", "cnn", "lion", {"lr": 4e-4, "width": 48, "seed": 52}, None, "sanity check", ()),
+        ("transformer_adamw_lr_high", "transformer", "adamw", {**tf, "lr": 0.5, "warmup": 0, "seed": 51},
+         "lr_too_high", "loss shot up and stayed up", hi),
+        ("lstm_sgd_lr_high", "lstm", "sgd", {"lr": 60.0, "momentum": 0.0, "steps": 150, "seed": 51}, "lr_too_high",
+         "the loss is all over the place", hi),
+        ("mlp_lion_lr_high", "mlp", "lion", {"lr": 0.2, "seed": 51}, "lr_too_high", "loss goes way up", hi),
+        ("cnn_sgd_lr_high", "cnn", "sgd", {"lr": 4.0, "seed": 52}, "lr_too_high", "it diverged", hi),
+        ("transformer_adamw_lr_low", "transformer", "adamw", {**tf, "lr": 3e-7, "seed": 51}, "lr_too_low",
+         "nothing happens to the loss", lo),
+        ("lstm_adamw_lr_low", "lstm", "adamw", {"lr": 5e-7, "steps": 150, "seed": 52}, "lr_too_low",
+         "no real progress", lo),
+        ("mlp_sgd_lr_low", "mlp", "sgd", {"lr": 5e-6, "seed": 51}, "lr_too_low", "the loss is frozen", lo),
+        ("cnn_adamw_lr_low", "cnn", "adamw", {"lr": 3e-7, "seed": 52}, "lr_too_low", "no learning happening", lo),
+        ("transformer_postln_nowarmup", "transformer", "adamw",
+         {"lr": 1e-2, "warmup": 0, "post_ln": True, "depth": 4, "steps": 150, "batch": 16, "seed": 52},
+         "insufficient_warmup", "early blow-up, then it never gets anywhere", ("lr_too_high",)),
+        ("lstm_adamw_out_init_large", "lstm", "adamw", {"lr": 4e-3, "steps": 150, "out_init_scale": 150.0, "seed": 51},
+         init, "the first loss is crazy high", ("output_logit_divergence",)),
+        ("cnn_sgd_init_zero", "cnn", "sgd", {"lr": 0.03, "init_scale": 0.0, "seed": 51}, init,
+         "the model will not learn at all", ("vanishing_gradients",)),
+        ("mlp_adamw_dead_relu", "mlp", "adamw", {"lr": 2e-3, "hidden_bias": -5.0, "depth": 3, "seed": 51}, init,
+         "loss stuck from the very start", ("vanishing_gradients",)),
+        ("mlp_adamw_init_large", "mlp", "adamw", {"lr": 2e-3, "init_scale": 12.0, "seed": 52}, init,
+         "starting loss is massive", ("gradient_explosion",)),
+        ("mlp_sgd_deep_sigmoid", "mlp", "sgd", {"lr": 0.05, "depth": 18, "residual": False, "activation": "sigmoid",
+                                                "seed": 51},
+         "vanishing_gradients", "the deep net is not training", (init,)),
+        ("cnn_adamw_shuffled_labels", "cnn", "adamw", {"lr": 2e-3, "labels": "shuffled", "seed": 51}, "data_pipeline",
+         "accuracy is at chance", ("label_noise",)),
+        ("mlp_adamw_noisy_labels", "mlp", "adamw", {"lr": 2e-3, "labels": "noisy", "noise_fraction": 0.45,
+                                                    "steps": 300, "seed": 51},
+         "label_noise", "the model will not fit the training set", ("data_pipeline", "overfitting")),
+        ("mlp_adamw_repeat_batch", "mlp", "adamw", {"lr": 2e-3, "repeat_batch": True, "seed": 51}, "data_pipeline",
+         "train loss goes to zero, eval loss goes up", ("overfitting",)),
+        ("lstm_adamw_repeat_batch", "lstm", "adamw", {"lr": 5e-3, "repeat_batch": True, "steps": 150, "seed": 51},
+         "data_pipeline", "training loss collapses, validation is bad", ("overfitting",)),
+        ("cnn_adamw_tiny_data", "cnn", "adamw", {"lr": 2e-3, "n_train": 72, "steps": 300, "seed": 52}, "overfitting",
+         "eval loss got worse later in training", ("data_pipeline",)),
+        ("transformer_adamw_tiny_data", "transformer", "adamw", {**tf, "lr": 3e-3, "n_train": 2500, "steps": 250,
+                                                                 "seed": 51},
+         "overfitting", "validation loss went up", ()),
+        ("cnn_sgd_too_small", "cnn", "sgd", {"lr": 0.02, "width": 4, "steps": 300, "seed": 51}, "underfitting",
+         "loss plateaus early and high", ("lr_too_low",)),
+        ("lstm_adamw_too_small", "lstm", "adamw", {"lr": 5e-3, "width": 3, "depth": 1, "steps": 150, "seed": 51},
+         "underfitting", "loss levels off well above other models", ("lr_too_low",)),
+        ("mlp_adamw_wd_extreme", "mlp", "adamw", {"lr": 2e-3, "weight_decay": 60.0, "seed": 51}, "weight_decay",
+         "training stalls almost immediately", ("underfitting", "lr_too_low")),
+        ("lstm_sgd_wd_extreme", "lstm", "sgd", {"lr": 1.5, "momentum": 0.0, "clip": 0.5, "weight_decay": 0.5,
+                                                "steps": 150, "seed": 51},
+         "weight_decay", "it stops improving very early", ("underfitting", "lr_too_low")),
+        ("cnn_sgd_batch1", "cnn", "sgd", {"lr": 0.03, "batch": 1, "seed": 51}, "batch_size",
+         "the loss curve is extremely jumpy", ("lr_too_high",)),
+        ("transformer_adamw_batch1", "transformer", "adamw", {**tf, "lr": 2e-3, "batch": 1, "seed": 52}, "batch_size",
+         "super noisy loss", ("lr_too_high",)),
+        ("mlp_adamw_fp16", "mlp", "adamw", {"lr": 3e-3, "fp16": True, "seed": 51}, "numerical_precision",
+         "loss is nan from the start", ("lr_too_high",)),
+        ("lstm_adamw_schedule_restart", "lstm", "adamw", {"lr": 2e-2, "schedule": "cosine", "warmup": 10, "steps": 200,
+                                                          "restart_at": 100, "seed": 51},
+         "lr_schedule", "I restarted the job at step 100, did something go wrong?", ("lr_too_high",)),
+        ("cnn_sgd_accum_nodivide", "cnn", "sgd", {"lr": 0.15, "accum": 8, "accum_divide": False, "batch": 8,
+                                                  "seed": 51},
+         "lr_too_high", "accumulating gradients made it blow up", ("gradient_explosion", "batch_size")),
+        ("lstm_adamw_pad_in_loss", "lstm", "adamw", {"lr": 3e-3, "steps": 150, "pad_loss": True, "seed": 52},
+         "data_pipeline", "the loss is suspiciously low", ()),
+        ("mlp_sgd_eval_leak", "mlp", "sgd", {"lr": 0.05, "n_train": 1024, "eval_leak": True, "steps": 300,
+                                             "seed": 51},
+         "data_pipeline", "eval loss is lower than train loss, why?", ("overfitting",)),
+    ]
+    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
+        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
+        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
+        _torch(item_id + R6, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND6_BATCH)
+
+
+_round6()
+
+
 # ---- making runs ------------------------------------------------------------------------------------
 
 def _round(key: str, value: Any) -> Any:
