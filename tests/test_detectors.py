@@ -159,3 +159,16 @@ def test_tiny_and_empty_series_do_not_crash():
         a = analyse(tab)
         assert isinstance(a.verdict, str)
     assert analyse(RunTable("x", "synthetic")).primary is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_divergence_onset_is_where_the_rise_starts(seed):
+    """The smoothed minimum sits up to half a smoothing window early; the onset must be where the loss
+    leaves its level (the step to resume before), within a few steps."""
+    rng = np.random.default_rng(seed)
+    n, onset = 500, int(rng.integers(180, 320))
+    t = np.arange(n, dtype=float)
+    clean = 2.0 + 8.0 * (t + 10) ** -0.4
+    loss = clean * np.exp(np.clip((t - onset) / 15.0, 0, 30)) * np.exp(0.03 * rng.standard_normal(n))
+    (f,) = curve.detect_divergence(t, loss, "train/loss")
+    assert abs(f.start_step - onset) <= 3, (f.start_step, onset)

@@ -110,11 +110,25 @@ def detect_divergence(step: np.ndarray, value: np.ndarray, metric: str) -> list[
     v_start, v_best, v_end = (float(np.exp(v)) for v in (y[0], y[best], np.median(tail)))
     if v_start > v_best and v_end - v_best < DIVERGENCE_RISE_OF_DROP * (v_start - v_best):
         return []
-    return [Finding("divergence", metric, int(step[best]), int(step[-1]), "critical",
-                    min(1.0, 0.5 + rise), f"loss rose from its best {fmt(v_best)} at step {int(step[best])} to "
+    onset = _rise_onset(sm.log_values(value), y, best)
+    return [Finding("divergence", metric, int(step[onset]), int(step[-1]), "critical",
+                    min(1.0, 0.5 + rise), f"loss rose from its best {fmt(v_best)} at step {int(step[onset])} to "
                     f"{fmt(v_end)} at the end (+{100 * (v_end / v_best - 1):.0f}%) and did not recover",
                     "lower the peak LR (2-10x) and add warmup or clipping; resume from the checkpoint before "
-                    f"step {int(step[best])}")]
+                    f"step {int(step[onset])}")]
+
+
+def _rise_onset(raw: np.ndarray, smooth: np.ndarray, best: int) -> int:
+    """Where a sustained rise leaves the best level. The minimum of a curve smoothed over 5% of the run
+    sits up to half a window early (the window around a rising stretch is pulled up), and anywhere in a
+    flat bottom; the rise starts at the last point before a lightly smoothed curve climbs past the best
+    level plus twice the noise and stays there to the end."""
+    light = sm.rolling_median(raw, 3)
+    noise = sm.robust_sigma(raw[:best + 1] - smooth[:best + 1]) if best >= 5 else sm.SIGMA_FLOOR
+    above = light[best + 1:] > smooth[best] + 2 * noise
+    stays = np.flatnonzero(~above)  # the last point after best that is not above the level
+    first = best + 1 + (int(stays[-1]) + 1 if stays.size else 0)  # from here on every point is above
+    return max(best, min(first - 1, raw.size - 1))
 
 
 def _spike_events(step: np.ndarray, y: np.ndarray) -> list[dict]:
