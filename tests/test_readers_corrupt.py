@@ -109,7 +109,7 @@ def test_torn_wandb_file(tmp_path, monkeypatch):
     table = read_run(torn)
     loss = table.series["train/loss"]
     assert table.format == "wandb" and 50 < len(loss) < 300 and loss.value[0] == 5.0
-    assert table.problems and "truncated" in table.problems[-1] or "stray" in table.problems[-1]
+    assert table.problems and any(w in table.problems[-1] for w in ("truncated", "stray", "torn"))
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF
     torn.write_bytes(bytes(flipped))
@@ -146,3 +146,26 @@ def test_fuzzed_real_logs_raise_nothing_but_read_error(tmp_path, which, kind, wh
             assert "unexpected" not in str(e), str(e)  # a reader bug, not bad input
             continue
         assert table.series and all(len(s.step) == len(s.value) == len(s.time) for s in table.series.values())
+
+
+def test_wandb_log_ending_inside_a_split_record_says_so():
+    """A record split over chunks (FIRST, MIDDLE..., LAST) whose last piece never arrived: nothing to
+    yield for it, and one problem line, not silence."""
+    import struct
+    import zlib
+
+    from ntjax.readers.wandb_run import iter_wandb_records
+
+    def chunk(kind: int, payload: bytes) -> bytes:
+        crc = zlib.crc32(payload, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF
+        return struct.pack("<IHB", crc, len(payload), kind) + payload
+
+    header = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+    whole = header + chunk(1, b"complete") + chunk(2, b"first half")
+    problems: list[str] = []
+    assert list(iter_wandb_records(whole, problems, "x.wandb")) == [b"complete"]
+    assert len(problems) == 1 and "torn" in problems[0]
+    problems.clear()
+    done = whole + chunk(4, b" and the rest")
+    assert list(iter_wandb_records(done, problems, "x.wandb")) == [b"complete", b"first half and the rest"]
+    assert problems == []

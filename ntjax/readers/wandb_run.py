@@ -62,6 +62,8 @@ def iter_wandb_records(data: bytes, problems: list[str], name: str):
         else:
             yield pending + chunk
             pending = b""
+    if pending:  # the file ends inside a record split over chunks: its first pieces arrived, its last not
+        problems.append(f"{name}: the last record is torn (its final piece is missing at byte {n}), skipped")
 
 
 def _item_key(item) -> str:
