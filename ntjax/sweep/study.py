@@ -32,8 +32,10 @@ METRICS = {"eval/loss": "minimize", "eval/ppl": "minimize", "eval/accuracy": "ma
 RECIPE_ATTR = "ntjax_recipe"
 DB_FILE = "study.db"
 HEARTBEAT_S = 5  # a running trial writes a heartbeat this often ...
-GRACE_FACTOR = 6  # ... and is declared lost after this many missed beats (3 = 15 s failed a live trial
-# on a loaded 2-core machine: a worker compiling while the other ran could miss three beats)
+GRACE_FACTOR = 12  # ... and is declared lost after this many missed beats. 3 (15 s) and then 6 (30 s)
+# each failed a live trial on a loaded 2-core machine: a heartbeat write waits for the SQLite lock (up to the
+# 60 s connect timeout below), so a busy machine can delay one by tens of seconds. 60 s of silence is a dead
+# worker; a killed worker's trial is requeued a minute later, which a sweep of minutes-long trials can afford.
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What a sweep searches and how; stored in the study so that every worker and every restart agrees."""
