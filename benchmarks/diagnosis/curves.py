@@ -295,6 +295,12 @@ def _plan() -> list[tuple[str, str, int, int]]:
     return out
 
 
+def _format_and_batch(item_id: str) -> tuple[str, str]:
+    """An item id's log format and batch: `syn_<kind>_<v>_<fmt>[_r4|_r6]`."""
+    parts = item_id.split("_")
+    return (parts[-2], parts[-1]) if parts[-1] in ("r4", "r6") else (parts[-1], "r1-3")
+
+
 def _path(item_id: str, fmt: str) -> str:
     return {"jsonl": f"curves/{item_id}", "tfevents": f"curves/{item_id}", "hf": f"curves/{item_id}/trainer_state.json",
             "lightning": f"curves/{item_id}/metrics.csv", "keras": f"curves/{item_id}/training.log",
@@ -305,8 +311,8 @@ def items() -> list[dict[str, Any]]:
     out = []
     for item_id, kind, variant, seed in _plan():
         c = make(kind, variant, seed)
-        fmt = item_id.removesuffix("_r4").removesuffix("_r6").rsplit("_", 1)[1]
-        out.append({"batch": item_id.rsplit("_", 1)[1] if item_id.endswith(("_r4", "_r6")) else "r1-3",
+        fmt, batch = _format_and_batch(item_id)
+        out.append({"batch": batch,
                     "id": item_id, "path": _path(item_id, fmt), "family": "synthetic",
                     "framework": {"jsonl": "ntjax", "tfevents": "tensorboard", "hf": "huggingface",
                                   "lightning": "lightning", "keras": "keras", "text": "nanogpt"}[fmt],
@@ -321,8 +327,7 @@ def items() -> list[dict[str, Any]]:
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     for item_id, kind, variant, seed in _plan():
-        write(item_id.removesuffix("_r4").removesuffix("_r6").rsplit("_", 1)[1], make(kind, variant, seed),
-              OUT / item_id)
+        write(_format_and_batch(item_id)[0], make(kind, variant, seed), OUT / item_id)
     sys.path.insert(0, str(ROOT))
     import labelset
     labelset.write(labelset.assemble(labelset.sources()))

@@ -117,9 +117,16 @@ def _ends(values: np.ndarray, at_least: int = 1) -> tuple[float, float]:
     return float(np.median(values[:head])), float(np.median(values[-head:]))
 
 
-def _per_layer(table: RunTable, prefix: str) -> dict[str, float]:
-    return {n.removeprefix(prefix): _tail(s.finite().value) for n, s in table.series.items()
+def _layers(table: RunTable, prefix: str) -> dict[str, np.ndarray]:
+    """Each logged layer's finite values under `prefix` (`grad_norm/`, `update_ratio/`), keyed by the
+    layer's own name (the prefix removed, so name rules such as NORM_OR_BIAS see only the layer)."""
+    return {n.removeprefix(prefix): s.finite().value for n, s in table.series.items()
             if n.startswith(prefix) and len(s.finite())}
+
+
+def _per_layer(table: RunTable, prefix: str) -> dict[str, float]:
+    """Each layer's value at the end of the run."""
+    return {k: _tail(v) for k, v in _layers(table, prefix).items()}
 
 
 # --- curve shape
@@ -287,9 +294,7 @@ def sig_zero_grads(table, analysis, ctx, symptoms):
     """Weight matrices whose gradient is exactly zero from the first sample on: nothing reaches them (zero init,
     dead ReLUs at init). Gradients that were alive at the start and are zero at the end died in training:
     units killed by too large an update (`grads_died`), not the initialisation."""
-    series = {n.removeprefix("grad_norm/"): s.finite().value for n, s in table.series.items()
-              if n.startswith("grad_norm/") and len(s.finite())}
-    series = {k: v for k, v in series.items() if not NORM_OR_BIAS.search(k)}
+    series = {k: v for k, v in _layers(table, "grad_norm/").items() if not NORM_OR_BIAS.search(k)}
     if len(series) < 2:
         return None
     zero_end = sorted(k for k, v in series.items() if _tail(v) == 0.0)
@@ -387,8 +392,7 @@ def sig_update_ratio(table, analysis, ctx, symptoms):
     typical step size whatever the optimizer. Healthy runs here sit at 7e-4 to 1e-2 (the ~1e-3 rule of thumb);
     ten times below that the weights hardly leave their initialisation. Over the run, not at its end: a
     run that has converged, or whose units died, moves little at the end for other reasons."""
-    ratios = {n: float(np.median(s.finite().value)) for n, s in table.series.items()
-              if n.startswith("update_ratio/") and len(s.finite())}
+    ratios = {k: float(np.median(v)) for k, v in _layers(table, "update_ratio/").items()}
     if not ratios:
         return None
     med = float(np.median(list(ratios.values())))
