@@ -71,7 +71,9 @@ def test_split_is_the_fixed_stratified_one(items):
         # the batch's dev-only copies name their own split (and came after it was split)
         earlier = [it for it in items if it["batch"] in labelset.BATCHES[:k]]
         later = [it for it in items if it["batch"] == batch and "_dev_s" not in it["id"]]
-        assert later, batch
+        if not later:  # a batch of dev-only probes (r7-dev): nothing was split
+            assert all(it["split"] == "dev" for it in items if it["batch"] == batch), batch
+            continue
         redo = copy.deepcopy(later)
         for it in redo:
             it.pop("split")
