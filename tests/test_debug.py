@@ -161,3 +161,38 @@ def test_next_steps_are_data_the_cli_renders():
                                           "steps": 200, "out": "sweeps/bs"}}
     assert render_next(sweep) == "ntjax sweep --param batch_size=choice:16,32 --steps 200 --out sweeps/bs"
     assert render_next({"command": "curves", "path": "runs/x", "args": {}}) == "ntjax curves runs/x"
+
+
+def test_absurd_weight_decay_counts_without_a_bad_curve():
+    # A real PyTorch CNN at AdamW weight decay 40 (lr 2e-3: 8% shrink per step, 16 e-folds over 200 steps)
+    # stalls so smoothly that no curve finding is a warning; the config alone must still name the cause.
+    run = Path(__file__).resolve().parents[1] / "benchmarks/diagnosis/runs/torch_cnn_adamw_wd_extreme_r7_dev_s61"
+    hyps = _rank(read_run(run), "progress stops after a few steps")
+    assert hyps[0].cause == "weight_decay" and "weight_decay 40" in hyps[0].evidence[0]
+
+
+BENCH_RUNS = Path(__file__).resolve().parents[1] / "benchmarks/diagnosis/runs"
+
+
+def test_stall_right_after_a_start_without_warmup_is_the_warmup():
+    # Real post-LN PyTorch transformer, AdamW 1.2e-2 (4x the size rule) and no warmup: the loss falls onto the
+    # byte unigram level by step 30 and stays there. The same LR with warmup trains: the warmup is the fix.
+    hyps = _rank(read_run(BENCH_RUNS / "torch_transformer_postln_nowarmup_r7"), "it blows up right away and then sits there")
+    assert hyps[0].cause == "insufficient_warmup" and "no warmup with AdamW" in hyps[0].evidence[0]
+    lr_high = next(h for h in hyps if h.cause == "lr_too_high")
+    assert any(e.startswith("against: no warmup") for e in lr_high.evidence)
+
+
+def test_usual_weight_decay_at_an_absurd_lr_is_the_lr():
+    # ntjax tiny preset at lr 1.0 (weight decay 0.1, the usual AdamW value): lr * wd = 0.1 per step is the LR's
+    # doing, not weight decay's.
+    hyps = _rank(read_run(BENCH_RUNS / "ntjax_tiny_lr_high_s7_r7"), "the loss went up fast")
+    assert hyps[0].cause == "lr_too_high"
+    assert not any("weight_decay" in e for h in hyps for e in h.evidence)
+
+
+def test_worsening_eval_loss_in_the_users_words_is_overfitting():
+    for text in ("eval loss is getting worse", "val loss went up", "test error climbs after epoch 3",
+                 "validation loss rises after a while"):
+        assert "overfitting" in parse_symptoms(text), text
+    assert "overfitting" not in parse_symptoms("the loss went up fast")

@@ -28,6 +28,12 @@ INIT_LOSS_EXCESS = 1.05  # first loss 5% above the uniform baseline: the output 
 ADAM_LR_ABSURD = 0.03  # an Adam-type LR of 0.03 or more is too high for almost any network
 SGD_LR_HIGH_UNCLIPPED = 1.0  # plain SGD above 1 without clipping (with clipping, lr 20 on an LSTM is fine)
 DECOUPLED_WD_HIGH = 1.0  # AdamW-style decay coefficients live in 0..0.3
+WD_EFOLDS_FORGET = 5  # e-folds of pure decay over a run: the weights forget what they learned
+# The largest weight decay in common use per optimizer family: decoupled AdamW-type 0.3 (Lion, with 3-10x
+# lower LRs, up to 3), coupled L2 with SGD 1e-2 (usually 1e-4..5e-4).
+WD_USUAL = {"adam": 0.3, "adafactor": 0.3, "lion": 3.0, "sgd": 1e-2}
+WARMUP_LR_BAND = (1.0, 10.0)  # LR / the size rule where missing warmup, not the LR itself, is the suspect
+EARLY_STALL = 1 / 3  # a loss that goes wrong within the first third of the run (eval: its first few points)
 WD_SHRINK_HIGH = 1e-3  # lr * wd: weights lose 0.1% per step to decay (half-life ~700 steps); typical 3e-5
 EPS_LARGE = 1e-4  # Adam eps this large turns it into SGD with a tiny LR
 NAN_BLOWUP = 10.0  # ...or 10x above the first loss: a blow-up
@@ -45,7 +51,8 @@ SYMPTOMS = {  # free-text pattern -> symptom
     "nan": r"\bnan\b|\binf\b|non-?finite|overflow",
     "slow": r"slow|takes? (too )?long|barely",
     "spiky": r"spik|unstable|instab|jump|noisy|oscillat",
-    "overfitting": r"overfit|val(idation)?[ _]loss (goes |is )?(up|ris|increas)|gap|memori",
+    "overfitting": r"overfit|\b(e?val(idation)?|test|held-?out)[ _](loss|error|perplexity|ppl)\b( \w+){0,2} "
+                   r"(up|ris|increas|worse|climb)|gap|memori",
     "diverging": r"diverg|explod|blow|increas|goes up|rising",
     "resume": r"resum|restart|checkpoint|reload",
     "too_good": r"too good|suspicious|leak|as low as (the )?train|as fast as (the )?train|"
@@ -478,18 +485,21 @@ def sig_config_wd(table, analysis, ctx, symptoms):
     wd = ctx.weight_decay
     if wd is None or wd <= 0:
         return None
+    usual = WD_USUAL.get(ctx.family or "")
+    if usual is not None and wd <= usual:  # a large lr * wd from a usual coefficient is the LR's doing
+        return None
     trouble = any(f.severity != "info" for f in analysis.findings)
     if ctx.lr:
         shrink = ctx.lr * wd
         if shrink < WD_SHRINK_HIGH:
             return None
         steps = max((float(s.step[-1]) for s in table.series.values() if len(s)), default=0.0)
-        if not trouble and (shrink * steps < 20 or wd < DECOUPLED_WD_HIGH):
-            # without a bad curve, only a coefficient far outside the usual range decaying 20+ e-folds
-            # counts (a large lr*wd from an absurd LR is the LR's doing)
+        if not trouble and (shrink * steps < WD_EFOLDS_FORGET or wd < DECOUPLED_WD_HIGH):
+            # without a bad curve, only a coefficient far outside the usual range that decays the weights
+            # away counts (a large lr*wd from an absurd LR is the LR's doing)
             return None
-        # e-folds of pure decay over the run: 5 or more and the weights forget everything they learn
-        value = min(1.0, shrink * steps / 5) if steps else min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH))
+        value = (min(1.0, shrink * steps / WD_EFOLDS_FORGET) if steps
+                 else min(1.0, 0.5 + math.log10(shrink / WD_SHRINK_HIGH)))
         return Signal("config_wd_high", float(value),
                       f"config weight_decay {wd:g} at lr {ctx.lr:g}: weights shrink {100 * shrink:.2g}% per step "
                       f"(half-life {math.log(2) / shrink:.0f} steps, {shrink * steps:.1f} e-folds over the run), "
@@ -505,6 +515,32 @@ def sig_config_warmup(table, analysis, ctx, symptoms):
         return None
     return Signal("config_no_warmup", 1.0, f"config warmup 0 steps with {ctx.optimizer} on a transformer "
                                            f"(Adam's second moment needs ~2/(1-beta2) steps to settle)")
+
+
+def sig_stall_without_warmup(table, analysis, ctx, symptoms):
+    """No warmup with an Adam-type optimizer on a transformer, an LR at or a few times above the size rule
+    (not absurd), and a loss that blew up or went flat within the first third: the no-warmup failure. Adam's
+    first updates, before its second moment settles, knock the model onto a flat level (post-LN blocks
+    most of all, Xiong et al. 2020); the same LR with a warmup trains. It explains the instability that would
+    otherwise point at the LR itself, so it counts for insufficient_warmup and against lr_too_high."""
+    if sig_config_warmup(table, analysis, ctx, symptoms) is None or ctx.finetune or not ctx.lr:
+        return None
+    rule = _lr_rule(ctx)
+    if not rule or not WARMUP_LR_BAND[0] <= ctx.lr / rule <= WARMUP_LR_BAND[1]:
+        return None
+    s = table.get("train/loss")
+    if s is None or not len(s):
+        return None
+    first, span = float(s.step[0]), max(1.0, float(s.step[-1] - s.step[0]))
+    early = next((f for f in analysis.findings if f.metric in ("train/loss", "eval/loss") and f.start_step is not None
+                  and f.kind in ("plateau", "divergence", "spike", "no_learning")
+                  and f.start_step - first <= EARLY_STALL * span), None)
+    if early is None:
+        return None
+    return Signal("stall_without_warmup", 1.0,
+                  f"no warmup with {ctx.optimizer} on a transformer at lr {ctx.lr:g} ({ctx.lr / rule:.1f}x the "
+                  f"size rule {rule:.2g}: near the usual peak, not absurd), and the loss went wrong by step "
+                  f"{early.start_step} ({(early.start_step - first) / span:.0%} of the run): {_say(early)}")
 
 
 def sig_config_eps(table, analysis, ctx, symptoms):
@@ -622,7 +658,7 @@ SIGNALS: tuple[SignalFn, ...] = (
     sig_eval_below_train,
     sig_noise, sig_memorise, sig_same_batch, sig_eval_tracks_chance, sig_grad_growth,
     sig_vanishing, sig_depth_decay, sig_update_ratio, sig_attention, sig_initial_loss, sig_config_lr, sig_config_wd,
-    sig_config_warmup, sig_config_eps, sig_beta2_unstable,
+    sig_config_warmup, sig_stall_without_warmup, sig_config_eps, sig_beta2_unstable,
     sig_config_batch, sig_unstable_tiny_batch, sig_model_tiny, sig_eval_at_chance, sig_eval_tracks_train,
     *(sig_symptom(s) for s in SYMPTOMS),
 )

@@ -12,6 +12,7 @@ import numpy as np
 
 from ntjax.diagnostics.context import read_context
 from ntjax.diagnostics.detectors import context_findings, curve, histograms, relations
+from ntjax.diagnostics.detectors import smoothing as sm
 from ntjax.diagnostics.findings import Finding, fmt, is_healthy, ranked
 from ntjax.diagnostics.runtable import RunTable, Series
 
@@ -152,6 +153,7 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         trivial = context_findings.detect_trivial_solution(table.series[primary], ctx, init_loss)
         if trivial:  # the trivial level explains the flat loss: one finding, not three
             findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
+    findings = [_learned_floor(f, ctx, train) for f in findings]
     findings = _explain_by_context(findings, context_findings.detect_resume_regression(train, eval_, ctx), ctx)
     findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []
@@ -195,26 +197,48 @@ def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) ->
     return out + kept_resumes
 
 
-EVAL_SATURATED_TRAIN_DROP = 0.10  # train loss still falling 10%+ over a flat eval stretch: the model still learns
+EVAL_SATURATED_TRAIN_SLOPE = 0.10  # train loss still improving 10%+ per decade of steps: the model still learns
+LEARNED_FLOOR = 0.5  # a loss under half the task's trivial baseline has learned most of what the task holds
 
 
 def _eval_saturated(f: Finding, train: Series | None) -> Finding:
     """A flat eval loss while the train loss keeps falling is held-out loss saturating (the generalisation
     gap opening: more data or regularisation would help), not a stalled run: `info`, not a warning. A run
-    that is stuck has a flat train loss too."""
+    that is stuck has a flat train loss too. "Still falling" is read in the plateau's own unit, improvement
+    per decade of steps, over the same stretch: healthy runs improve 5-15% per decade, a stall under 2%."""
     if f.kind != "plateau" or f.severity == "info" or train is None or f.start_step is None:
         return f
     tr = train.finite()
-    during = tr.value[tr.step >= f.start_step]
-    if during.size < 10:
+    keep = tr.step >= f.start_step
+    if int(keep.sum()) < 10 or np.any(tr.value[keep] <= 0):
         return f
-    k = max(3, during.size // 10)
-    start, end = float(np.median(during[:k])), float(np.median(during[-k:]))
-    if start <= 0 or end > (1 - EVAL_SATURATED_TRAIN_DROP) * start:
+    slope, _ = sm.slope_per_decade(tr.step[keep], np.log(tr.value[keep]))
+    if -slope < EVAL_SATURATED_TRAIN_SLOPE:
         return f
-    return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; train loss still fell "
-                               f"{100 * (1 - end / start):.0f}% over the same stretch ({fmt(start)} -> {fmt(end)}): "
-                               f"held-out loss has saturated while the model still learns")
+    return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; train loss still improved "
+                               f"{-100 * slope:.0f}% per decade of steps over the same stretch: held-out loss "
+                               f"has saturated while the model still learns")
+
+
+def _learned_floor(f: Finding, ctx, train: Series | None) -> Finding:
+    """A train-loss plateau far below the task's trivial baseline (under half of ln K, the unigram entropy or
+    the target variance) is a model that learned most of the task and now sits at the noise floor of its LR:
+    `info` with the advice to decay the LR, not a stall. A plateau from an LR that decayed too early keeps
+    its warning: that schedule is the fault."""
+    if (f.kind != "plateau" or f.severity == "info" or f.metric != "train/loss" or not ctx.baselines
+            or "decayed too early" in f.evidence or train is None or f.start_step is None):
+        return f
+    name, base = min(ctx.baselines.items(), key=lambda kv: kv[1])
+    tr = train.finite()
+    flat = tr.value[tr.step >= f.start_step]
+    level = float(np.median(flat)) if flat.size else None
+    if base <= 0 or level is None or level > LEARNED_FLOOR * base:
+        return f
+    return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; the loss is at {level / base:.0%} "
+                               f"of {name} ({fmt(base)}): it learned most of the task and sits at the noise "
+                               f"floor of its LR, which a decay would lower",
+                               recommendation="decay the LR (cosine or linear to ~0) to get below this floor; train "
+                                              "longer or larger only if eval loss keeps pace")
 
 
 def _until(s: Series, step: int) -> Series:
