@@ -217,3 +217,18 @@ def test_flat_eval_is_a_stall_only_when_train_loss_is_flat_too():
         tab = cg.table({"step": t, "train": train, "lr": np.full(t.size, 1e-3), "eval_step": e_step, "eval": ev})
         found = [f for f in analyse(tab).findings if f.kind == "plateau" and f.metric == "eval/loss"]
         assert found and found[0].severity == severity, [(f.kind, f.metric, f.severity) for f in analyse(tab).findings]
+
+
+def test_noisy_tail_is_not_a_divergence():
+    # SGD at batch 32 scatters the per-batch loss +-25%: the median of the last 5% can sit 30% above the
+    # smoothed minimum by chance. A divergence must stay above its best level (it was said at the last step).
+    t = np.arange(200.0)
+    fired = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        v = (0.9 + 1.2 * np.exp(-t / 30)) * np.exp(0.22 * rng.standard_normal(t.size))
+        fired += [(seed, f.start_step) for f in curve.detect_divergence(t, v, "train/loss")]
+    assert len(fired) <= 1 and all(step < 197 for _, step in fired), fired
+    # a rise that stays is still found where it starts
+    rising = np.r_[0.9 + 1.2 * np.exp(-t[:170] / 30), np.linspace(0.95, 3.0, 30)]
+    assert [f.start_step for f in curve.detect_divergence(t, rising, "train/loss")] == [pytest.approx(170, abs=5)]

@@ -15,6 +15,7 @@ from ntjax.diagnostics.findings import Finding, fmt
 DIVERGENCE_RISE = math.log(1.3)  # the loss ends 30% above its best: far beyond noise and late-run bumps
 DIVERGENCE_SMOOTH = 0.05  # judged on a median over 5% of the run: noisy per-batch minima are not "the best"
 DIVERGENCE_RISE_OF_DROP = 0.25  # ...and the rise undoes a quarter of what was learned (loss near 0 stays quiet)
+DIVERGENCE_SUSTAINED = 0.01  # ...and stays above its best level over the last 1% of the run (3 points at least)
 # --- spikes
 SPIKE_Z = 8.0  # robust sigmas above the trailing median: noise tails stay below, real spikes tower over
 SPIKE_MIN_RISE = math.log(1.1)  # and at least 10% above the local level: tiny blips are not news
@@ -111,6 +112,8 @@ def detect_divergence(step: np.ndarray, value: np.ndarray, metric: str) -> list[
     if v_start > v_best and v_end - v_best < DIVERGENCE_RISE_OF_DROP * (v_start - v_best):
         return []
     onset = _rise_onset(sm.log_values(value), y, best)
+    if value.size - 1 - onset < max(3, DIVERGENCE_SUSTAINED * value.size):
+        return []  # a noisy tail whose median sits high, not a rise that stays: per-batch noise of +-25% does it
     return [Finding("divergence", metric, int(step[onset]), int(step[-1]), "critical",
                     min(1.0, 0.5 + rise), f"loss rose from its best {fmt(v_best)} at step {int(step[onset])} to "
                     f"{fmt(v_end)} at the end (+{100 * (v_end / v_best - 1):.0f}%) and did not recover",
