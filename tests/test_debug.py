@@ -178,9 +178,9 @@ def test_stall_right_after_a_start_without_warmup_is_the_warmup():
     # Real post-LN PyTorch transformer, AdamW 1.2e-2 (4x the size rule) and no warmup: the loss falls onto the
     # byte unigram level by step 30 and stays there. The same LR with warmup trains: the warmup is the fix.
     hyps = _rank(read_run(BENCH_RUNS / "torch_transformer_postln_nowarmup_r7"), "it blows up right away and then sits there")
-    assert hyps[0].cause == "insufficient_warmup" and "no warmup with AdamW" in hyps[0].evidence[0]
-    lr_high = next(h for h in hyps if h.cause == "lr_too_high")
-    assert any(e.startswith("against: no warmup") for e in lr_high.evidence)
+    assert hyps[0].cause == "insufficient_warmup" and any("no warmup with AdamW" in e for e in hyps[0].evidence)
+    lr_high = [h for h in hyps if h.cause == "lr_too_high"]  # explained away: listed with the reason, or not at all
+    assert all(any(e.startswith("against: no warmup") for e in h.evidence) for h in lr_high)
 
 
 def test_usual_weight_decay_at_an_absurd_lr_is_the_lr():
