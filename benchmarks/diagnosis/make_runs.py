@@ -921,7 +921,7 @@ _round7()
 # measure, every fault kind once more in configurations not used before (seeds 81-83), split like any
 # new item; its held-out half is scored once. Checked on the stored curves before the commit: an MLP
 # schedule restart at AdamW 5e-3 was left out (eval loss 1.059 -> 1.075 at the restart: nothing to see).
-R8, ROUND8_BATCH = "_r8", "r8"
+R8, ROUND8_BATCH, ROUND8_DEV_BATCH = "_r8", "r8", "r8-dev"
 
 
 def _round8() -> None:
@@ -1014,6 +1014,29 @@ def _round8() -> None:
 
 
 _round8()
+
+
+def _round8_dev() -> None:
+    """Dev-only probes made after round 8's one look (batch r8-dev, split=dev): healthy SGD runs at a
+    constant LR, the class every held-out batch has shown warned (told overfitting or underfitting), in
+    configurations not used before (seeds 91-94). Never copies of held-out items."""
+    healthy = [
+        ("mlp_sgd_healthy", "mlp", "sgd", {"lr": 0.07, "width": 64}),
+        ("mlp_sgd_deep_healthy", "mlp", "sgd", {"lr": 0.03, "depth": 4, "batch": 48}),
+        ("cnn_sgd_healthy", "cnn", "sgd", {"lr": 0.03, "batch": 32}),
+        ("cnn_sgd_wide_healthy", "cnn", "sgd", {"lr": 0.02, "width": 64, "batch": 48}),
+        ("transformer_sgd_healthy", "transformer", "sgd", {"lr": 0.35, "warmup": 10, "clip": 1.0, "steps": 150,
+                                                           "batch": 16}),
+    ]
+    for seed in (91, 92, 93, 94):
+        for item_id, fam, opt, st in healthy:
+            _torch(f"{item_id}{R8}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
+                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
+                   + f", seed {seed} (a dev-only run)", batch=ROUND8_DEV_BATCH)
+            FAULTS[f"torch_{item_id}{R8}_dev_s{seed}"]["split"] = "dev"
+
+
+_round8_dev()
 
 
 # ---- making runs ------------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         findings += eval_findings + overfit
     elif eval_ is not None:
         findings += curve.detect_nonfinite(eval_.step, eval_.value, eval_.name)
+    ctx = read_context(table)
+    findings = [_learned_floor(f, ctx, table) for f in findings]  # before underfitting reads the plateau
     if train is not None and eval_ is not None and primary == "train/loss":
         plateau = next((f for f in findings if f.kind == "plateau" and f.metric == "train/loss"), None)
         findings += relations.detect_underfitting(train.finite(), eval_.finite(), plateau)
@@ -144,7 +146,6 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         for name in table.names():
             if name.startswith("eval/") and name != "eval/loss":
                 findings += relations.detect_metric_disagreement(eval_.finite(), table.series[name].finite())
-    ctx = read_context(table)
     early_decay = any(f.kind == "plateau" and "decayed too early" in f.evidence for f in findings)
     if primary and not early_decay and not any(f.kind in ("divergence", "nan") for f in findings):
         first_eval = eval_.finite() if eval_ is not None else None
@@ -153,7 +154,6 @@ def analyse(table: RunTable, baseline: RunTable | None = None) -> Analysis:
         trivial = context_findings.detect_trivial_solution(table.series[primary], ctx, init_loss)
         if trivial:  # the trivial level explains the flat loss: one finding, not three
             findings = [f for f in findings if f.kind not in ("plateau", "underfitting", "slow_convergence")] + trivial
-    findings = [_learned_floor(f, ctx, train) for f in findings]
     findings = _explain_by_context(findings, context_findings.detect_resume_regression(train, eval_, ctx), ctx)
     findings += histograms.detect_grad_histograms(table.meta.get("histograms"))
     comparisons = []
@@ -198,45 +198,57 @@ def _explain_by_context(findings: list[Finding], resumes: list[Finding], ctx) ->
 
 
 EVAL_SATURATED_TRAIN_SLOPE = 0.10  # train loss still improving 10%+ per decade of steps: the model still learns
-LEARNED_FLOOR = 0.5  # a loss under half the task's trivial baseline has learned most of what the task holds
+EVAL_SATURATED_TRAIN_DROP = 0.10  # ...or fell 10%+ from the stretch's first tenth to its last (noisy curves)
+LEARNED_FLOOR = 2 / 3  # under two thirds of the trivial baseline: the model learned; stalls sit near the baseline
+LEARNED_FLOOR_LN_V = 0.5  # ln V is a weak baseline (text's unigram entropy is 55-75% of it): under half of it
 
 
 def _eval_saturated(f: Finding, train: Series | None) -> Finding:
     """A flat eval loss while the train loss keeps falling is held-out loss saturating (the generalisation
     gap opening: more data or regularisation would help), not a stalled run: `info`, not a warning. A run
     that is stuck has a flat train loss too. "Still falling" is read in the plateau's own unit, improvement
-    per decade of steps, over the same stretch: healthy runs improve 5-15% per decade, a stall under 2%."""
+    per decade of steps, over the same stretch (healthy runs improve 5-15% per decade, a stall under 2%), or
+    as the drop between the stretch's first and last tenth, which per-batch noise disturbs less."""
     if f.kind != "plateau" or f.severity == "info" or train is None or f.start_step is None:
         return f
     tr = train.finite()
     keep = tr.step >= f.start_step
     if int(keep.sum()) < 10 or np.any(tr.value[keep] <= 0):
         return f
-    slope, _ = sm.slope_per_decade(tr.step[keep], np.log(tr.value[keep]))
-    if -slope < EVAL_SATURATED_TRAIN_SLOPE:
+    during = tr.value[keep]
+    slope, _ = sm.slope_per_decade(tr.step[keep], np.log(during))
+    k = max(3, during.size // 10)
+    drop = 1 - float(np.median(during[-k:])) / float(np.median(during[:k]))
+    if -slope < EVAL_SATURATED_TRAIN_SLOPE and drop < EVAL_SATURATED_TRAIN_DROP:
         return f
     return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; train loss still improved "
-                               f"{-100 * slope:.0f}% per decade of steps over the same stretch: held-out loss "
-                               f"has saturated while the model still learns")
+                               f"{-100 * slope:.0f}% per decade of steps ({100 * drop:.0f}% in all) over the same "
+                               f"stretch: held-out loss has saturated while the model still learns")
 
 
-def _learned_floor(f: Finding, ctx, train: Series | None) -> Finding:
-    """A train-loss plateau far below the task's trivial baseline (under half of ln K, the unigram entropy or
-    the target variance) is a model that learned most of the task and now sits at the noise floor of its LR:
-    `info` with the advice to decay the LR, not a stall. A plateau from an LR that decayed too early keeps
-    its warning: that schedule is the fault."""
-    if (f.kind != "plateau" or f.severity == "info" or f.metric != "train/loss" or not ctx.baselines
-            or "decayed too early" in f.evidence or train is None or f.start_step is None):
+def _learned_floor(f: Finding, ctx, table: RunTable) -> Finding:
+    """A train- or eval-loss plateau well below the task's trivial baseline (under two thirds of ln K, the
+    unigram entropy or the target variance) is a model that learned what the task gives at this LR and now
+    sits at the noise floor of the LR: `info` with the advice to decay the LR, not a stall. The stalls that
+    faults give (extreme weight decay, a batch of one, an undivided accumulated loss) sit at 80-100% of the
+    baseline. ln V is a weaker baseline (text's unigram entropy is 55-75% of it: a byte LM stuck at the
+    unigram level sits at 59% of ln 256), so against ln V the bar is half. A plateau from an LR that decayed
+    too early keeps its warning: that schedule is the fault."""
+    series = table.get(f.metric) if f.metric in ("train/loss", "eval/loss") else None
+    if (f.kind != "plateau" or f.severity == "info" or series is None or not ctx.baselines
+            or "decayed too early" in f.evidence or f.start_step is None):
         return f
-    name, base = min(ctx.baselines.items(), key=lambda kv: kv[1])
-    tr = train.finite()
-    flat = tr.value[tr.step >= f.start_step]
+    bars = {k: (LEARNED_FLOOR_LN_V if k.startswith("ln V") else LEARNED_FLOOR) * v for k, v in ctx.baselines.items()}
+    name = min(bars, key=lambda k: bars[k])
+    base = ctx.baselines[name]
+    s = series.finite()
+    flat = s.value[s.step >= f.start_step]
     level = float(np.median(flat)) if flat.size else None
-    if base <= 0 or level is None or level > LEARNED_FLOOR * base:
+    if base <= 0 or level is None or level > bars[name]:
         return f
     return dataclasses.replace(f, severity="info", evidence=f"{f.evidence}; the loss is at {level / base:.0%} "
-                               f"of {name} ({fmt(base)}): it learned most of the task and sits at the noise "
-                               f"floor of its LR, which a decay would lower",
+                               f"of {name} ({fmt(base)}): it learned what the task gives at this LR and sits "
+                               f"at the noise floor of its LR, which a decay would lower",
                                recommendation="decay the LR (cosine or linear to ~0) to get below this floor; train "
                                               "longer or larger only if eval loss keeps pace")
 
