@@ -261,3 +261,18 @@ def test_underfitting_needs_a_stall_not_the_floor_of_a_learned_task(floor, warne
     tab.meta["config"] = {"n_classes": 8}
     kinds = {k for k, _, _, _ in _bad(analyse(tab).findings)}
     assert bool(kinds & {"underfitting", "plateau"}) == warned, kinds
+
+
+@pytest.mark.parametrize("run", ["torch_cnn_sgd_healthy_r9_dev_s114", "torch_mlp_sgd_healthy_r9_dev_s115",
+                                 "torch_mlp_sgd_healthy_r9_dev_s116"])
+def test_flat_noisy_eval_is_not_overfitting(run):
+    # Real healthy SGD classifiers with 11 noisy eval points: the last half sits 2.5-3.4 scatters above the
+    # single lowest point, which is where the minimum of a flat noisy curve sits. Info, not a warning.
+    a = analyse(read_run(BENCH_RUNS / run))
+    assert not [f for f in a.findings if f.kind == "overfitting" and f.severity != "info"]
+
+
+@pytest.mark.parametrize("run", ["torch_cnn_sgd_tiny_data_dev_s7", "torch_mlp_adamw_tiny_data_dev_s7"])
+def test_planted_overfitting_is_still_a_warning(run):
+    a = analyse(read_run(BENCH_RUNS / run))
+    assert [f for f in a.findings if f.kind == "overfitting" and f.severity == "warning"]

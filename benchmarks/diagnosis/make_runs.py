@@ -1044,7 +1044,7 @@ _round8_dev()
 # new item; its held-out half is scored once. Checked on the stored curves before the commit: a post-LN
 # transformer at AdamW 9e-3 without warmup trained normally (final 2.57, healthy 2.53) and an LSTM schedule
 # restart at step 100 showed nothing (loss kept falling), so both were left out.
-R9, ROUND9_BATCH = "_r9", "r9"
+R9, ROUND9_BATCH, ROUND9_DEV_BATCH = "_r9", "r9", "r9-dev"
 
 
 def _round9() -> None:
@@ -1132,6 +1132,24 @@ def _round9() -> None:
 
 
 _round9()
+
+
+
+def _round9_dev() -> None:
+    """Dev-only probes made after round 9's one look (batch r9-dev, split=dev): more healthy constant-LR SGD
+    classifiers (the class still told `overfitting` in the held-out part), seeds 111-118. Never copies of
+    held-out items."""
+    healthy = [("cnn_sgd_healthy", "cnn", "sgd", {"lr": 0.03, "batch": 40}),
+               ("mlp_sgd_healthy", "mlp", "sgd", {"lr": 0.05, "width": 80})]
+    for seed in range(111, 119):
+        for item_id, fam, opt, st in healthy:
+            _torch(f"{item_id}{R9}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
+                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
+                   + f", seed {seed} (a dev-only run)", batch=ROUND9_DEV_BATCH)
+            FAULTS[f"torch_{item_id}{R9}_dev_s{seed}"]["split"] = "dev"
+
+
+_round9_dev()
 
 
 # ---- making runs ------------------------------------------------------------------------------------

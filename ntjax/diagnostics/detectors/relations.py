@@ -15,7 +15,10 @@ from ntjax.diagnostics.runtable import Series
 OVERFIT_MIN_STALL = 0.2  # eval has not improved for the last 20% of the run...
 OVERFIT_TRAIN_DROP = 0.03  # ...while train fell 3% more: the model memorises instead of generalising
 OVERFIT_RISE = 0.03  # eval 3% above its best at the end: past noise, early stopping would have helped
-OVERFIT_NOISE_SIGMAS = 2.0  # ...and at least twice the eval's own scatter
+OVERFIT_NOISE_SIGMAS = 2.0  # ...and twice the eval's own scatter, against a smoothed best (20+ eval points)
+# ...or four times it against the raw lowest of fewer points: the minimum of 10-20 noisy points sits ~1.5
+# sigma below the level of a flat curve, so 2 sigma left half a sigma of margin
+OVERFIT_NOISE_SIGMAS_RAW = 4.0
 UNDERFIT_GAP = 0.05  # eval within 5% of train: no generalisation gap, capacity is the limit
 DISAGREE_MIN_LAG = 0.1  # the task metric peaks 10% of the run after the loss does
 DISAGREE_LOSS_RISE = 0.02  # while the eval loss rose 2% from its best by then
@@ -56,11 +59,12 @@ def detect_overfitting(train: Series | None, eval_: Series) -> list[Finding]:
     train_drop = 1 - t_end / t_best if t_best > 0 else 0.0
     if train_drop < OVERFIT_TRAIN_DROP or rise < 0:
         return []
-    # past noise: 3%, or twice the eval's own point-to-point scatter over the second half (a few small eval
-    # batches scatter by several percent, and one high last point is not a trend)
+    # past noise: 3%, and 2-4 times the eval's own point-to-point scatter over the second half (a few small
+    # eval batches scatter by several percent, the raw minimum of them sits low, and one high point is no trend)
     later = np.log(np.maximum(eval_.value[len(eval_) // 2:], 1e-12))
     noise = (sm.MAD_TO_SIGMA * float(np.median(np.abs(np.diff(later)))) / np.sqrt(2)) if later.size >= 4 else 0.0
-    severity = "warning" if rise >= max(OVERFIT_RISE, OVERFIT_NOISE_SIGMAS * noise) else "info"
+    sigmas = OVERFIT_NOISE_SIGMAS if len(eval_) >= 20 else OVERFIT_NOISE_SIGMAS_RAW
+    severity = "warning" if rise >= max(OVERFIT_RISE, sigmas * noise) else "info"
     return [Finding("overfitting", eval_.name, int(eval_.step[best]), int(eval_.step[-1]), severity,
                     float(np.clip(0.5 + rise + train_drop / 4, 0, 0.95)),
                     f"{eval_.name} best {fmt(best_v)} at step {int(eval_.step[best])}, {fmt(end_v)} at the end "
