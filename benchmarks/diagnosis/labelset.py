@@ -28,7 +28,7 @@ FIELDS = {"id": str, "path": str, "split": str, "family": str, "framework": str,
           "findings_complete": bool, "healthy": bool, "source": str, "reason": str, "batch": str}
 FIRST_BATCH = "r1-3"  # the batch of items made before batches were named (rounds 1-3)
 # in the order they were added ("r7-dev", "r8-dev", "r9-dev": dev-only probes)
-BATCHES = (FIRST_BATCH, "r4", "r5", "r6", "r7-dev", "r7", "r8", "r8-dev", "r9", "r9-dev")
+BATCHES = (FIRST_BATCH, "r4", "r5", "r6", "r7-dev", "r7", "r8", "r8-dev", "r9", "r9-dev", "r10")
 
 
 def split_key(item_id: str) -> str:
