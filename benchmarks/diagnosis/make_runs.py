@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -656,6 +657,25 @@ def _round5() -> None:
 _round5()
 
 
+def _fresh(runs: list[tuple], suffix: str, batch: str) -> None:
+    """A fresh batch's runs, (id, family, optimizer, settings, cause, symptom, acceptable) each, with the
+    reason written from the settings."""
+    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
+        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
+        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
+        _torch(item_id + suffix, fam, opt, st, cause, symptom, reason, acceptable, batch=batch)
+
+
+def _healthy_probes(healthy: list[tuple], suffix: str, seeds: Iterable[int], batch: str) -> None:
+    """Dev-only healthy runs, (id, family, optimizer, settings) each at every seed, marked split=dev."""
+    for seed in seeds:
+        for item_id, fam, opt, st in healthy:
+            _torch(f"{item_id}{suffix}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
+                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
+                   + f", seed {seed} (a dev-only run)", batch=batch)
+            FAULTS[f"torch_{item_id}{suffix}_dev_s{seed}"]["split"] = "dev"
+
+
 # Round 6 (made after round 5's dev work, before any score of it): the last fresh batch of this session --
 # every fault kind again in configurations not used before (seeds 51-53, other widths, LRs, batch sizes),
 # split like any new item; its held-out half is scored once, as the final measure.
@@ -745,10 +765,7 @@ def _round6() -> None:
                                              "seed": 51},
          "data_pipeline", "eval loss is lower than train loss, why?", ("overfitting",)),
     ]
-    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
-        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
-        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
-        _torch(item_id + R6, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND6_BATCH)
+    _fresh(runs, R6, ROUND6_BATCH)
 
 
 _round6()
@@ -793,12 +810,7 @@ def _round7_dev() -> None:
         ("lstm_sgd_lr_low", "lstm", "sgd", {"lr": 2e-3, "momentum": 0.0, "clip": 0.5, "steps": 150}, "lr_too_low",
          "hardly learning", ("underfitting",)),
     ]
-    for seed in (61, 62):
-        for item_id, fam, opt, st in healthy:
-            _torch(f"{item_id}{R7}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
-                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
-                   + f", seed {seed} (a dev-only run)", batch=ROUND7_DEV_BATCH)
-            FAULTS[f"torch_{item_id}{R7}_dev_s{seed}"]["split"] = "dev"
+    _healthy_probes(healthy, R7, (61, 62), ROUND7_DEV_BATCH)
     for item_id, fam, opt, st, cause, symptom, acceptable in stalls:
         _torch(f"{item_id}{R7}_dev_s61", fam, opt, {**st, "seed": 61}, cause, symptom,
                f"planted ({cause}): {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items()) + " (a dev-only run)",
@@ -891,10 +903,7 @@ def _round7() -> None:
                                                  "seed": 73},
          "data_pipeline", "eval loss tracks train loss exactly, is that normal?", ("overfitting",)),
     ]
-    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
-        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
-        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
-        _torch(item_id + R7, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND7_BATCH)
+    _fresh(runs, R7, ROUND7_BATCH)
     tiny = ["--preset", "tiny", "--steps", "150", "--eval-every", "25"]
     mlp = ["--spec", "benchmarks/diagnosis/specs/mlp_classifier.py", "--steps", "200", "--batch-size", "64",
            "--eval-every", "25"]
@@ -1007,10 +1016,7 @@ def _round8() -> None:
         ("transformer_adamw_eval_leak", "transformer", "adamw", {**tf, "lr": 3e-3, "eval_leak": True, "seed": 83},
          "data_pipeline", "validation loss is just as low as train, suspicious?", ("overfitting",)),
     ]
-    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
-        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
-        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
-        _torch(item_id + R8, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND8_BATCH)
+    _fresh(runs, R8, ROUND8_BATCH)
 
 
 _round8()
@@ -1028,12 +1034,7 @@ def _round8_dev() -> None:
         ("transformer_sgd_healthy", "transformer", "sgd", {"lr": 0.35, "warmup": 10, "clip": 1.0, "steps": 150,
                                                            "batch": 16}),
     ]
-    for seed in (91, 92, 93, 94):
-        for item_id, fam, opt, st in healthy:
-            _torch(f"{item_id}{R8}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
-                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
-                   + f", seed {seed} (a dev-only run)", batch=ROUND8_DEV_BATCH)
-            FAULTS[f"torch_{item_id}{R8}_dev_s{seed}"]["split"] = "dev"
+    _healthy_probes(healthy, R8, (91, 92, 93, 94), ROUND8_DEV_BATCH)
 
 
 _round8_dev()
@@ -1125,10 +1126,7 @@ def _round9() -> None:
                                                  "seed": 101},
          "data_pipeline", "eval is as low as train, suspicious?", ("overfitting",)),
     ]
-    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
-        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
-        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
-        _torch(item_id + R9, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND9_BATCH)
+    _fresh(runs, R9, ROUND9_BATCH)
 
 
 _round9()
@@ -1141,12 +1139,7 @@ def _round9_dev() -> None:
     held-out items."""
     healthy = [("cnn_sgd_healthy", "cnn", "sgd", {"lr": 0.03, "batch": 40}),
                ("mlp_sgd_healthy", "mlp", "sgd", {"lr": 0.05, "width": 80})]
-    for seed in range(111, 119):
-        for item_id, fam, opt, st in healthy:
-            _torch(f"{item_id}{R9}_dev_s{seed}", fam, opt, {**st, "seed": seed}, None, HEALTHY_SYMPTOMS[seed % 4],
-                   f"healthy control: {opt}, " + ", ".join(f"{k} {v}" for k, v in st.items())
-                   + f", seed {seed} (a dev-only run)", batch=ROUND9_DEV_BATCH)
-            FAULTS[f"torch_{item_id}{R9}_dev_s{seed}"]["split"] = "dev"
+    _healthy_probes(healthy, R9, range(111, 119), ROUND9_DEV_BATCH)
 
 
 _round9_dev()
@@ -1242,10 +1235,7 @@ def _round10() -> None:
                                              "seed": 121},
          "data_pipeline", "eval loss is as low as train loss, normal?", ("overfitting",)),
     ]
-    for item_id, fam, opt, st, cause, symptom, acceptable in runs:
-        what = ", ".join(f"{k} {v}" for k, v in st.items() if k != "seed")
-        reason = (f"healthy control: {opt}, {what}" if cause is None else f"planted ({cause}): {opt}, {what}")
-        _torch(item_id + R10, fam, opt, st, cause, symptom, reason, acceptable, batch=ROUND10_BATCH)
+    _fresh(runs, R10, ROUND10_BATCH)
 
 
 _round10()
