@@ -110,11 +110,32 @@ def test_torn_wandb_file(tmp_path, monkeypatch):
     loss = table.series["train/loss"]
     assert table.format == "wandb" and 50 < len(loss) < 300 and loss.value[0] == 5.0
     assert table.problems and any(w in table.problems[-1] for w in ("truncated", "stray", "torn"))
+    # a cut exactly between two records leaves valid framing: only the missing exit record tells (1 in ~80
+    # byte positions used to read as a complete run)
+    ends = [e for e in _wandb_chunk_ends(data) if len(data) // 2 < e < len(data)]
+    for end in ends[::max(1, len(ends) // 25)]:
+        torn.write_bytes(data[:end])
+        assert any("truncated" in p for p in read_run(torn).problems), end
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF
     torn.write_bytes(bytes(flipped))
     table = read_run(torn)
     assert "bad checksum" in " ".join(table.problems) and len(table.series["train/loss"]) > 100
+
+
+def _wandb_chunk_ends(data: bytes) -> list[int]:
+    """Byte offsets where each chunk of a `.wandb` log ends (32 KiB blocks of crc|length|type|data)."""
+    import struct
+    pos, ends = 7, []
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        length, kind = struct.unpack_from("<HB", data, pos + 4) if left >= 7 else (0, 0)
+        if left < 7 or (kind == 0 and length == 0):
+            pos += left
+            continue
+        pos += 7 + length
+        ends.append(pos)
+    return ends
 
 
 def _fixture_files():

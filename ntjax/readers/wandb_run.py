@@ -88,6 +88,7 @@ def read_wandb_file(source: str, path: str, meta: dict | None = None) -> RunTabl
     config, summary = meta.setdefault("config", {}), meta.setdefault("summary", {})
     record = pb.Record()
     name = os.path.basename(path)
+    exited = False
     for payload in iter_wandb_records(data, problems, name):
         try:
             record.ParseFromString(payload)
@@ -95,6 +96,7 @@ def read_wandb_file(source: str, path: str, meta: dict | None = None) -> RunTabl
             problems.append(f"{name}: a record does not decode, skipped")
             continue
         kind = record.WhichOneof("record_type")
+        exited = exited or kind == "exit"
         if kind == "history":
             row = {_item_key(i): _json_or_none(i.value_json) for i in record.history.item}
             if "_step" not in row and record.history.HasField("step"):
@@ -108,6 +110,9 @@ def read_wandb_file(source: str, path: str, meta: dict | None = None) -> RunTabl
             if kind == "run":
                 meta["run"] = {"id": record.run.run_id, "project": record.run.project,
                                "name": record.run.display_name}
+    if rows and not exited and not problems:  # cut at a record boundary: only the missing exit record tells
+        problems.append(f"{name}: ends without the run's exit record: truncated, or the run crashed or is "
+                        f"still running")
     return rows_table(source, "wandb", rows, _capped(problems, "bad records"), meta)
 
 
