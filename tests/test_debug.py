@@ -19,6 +19,7 @@ LOGS = Path(__file__).parent / "fixtures" / "logs"
 CAUSES = {"lr_too_high", "lr_too_low", "insufficient_warmup", "gradient_explosion", "vanishing_gradients",
           "numerical_precision", "overfitting", "underfitting", "data_pipeline", "batch_size", "weight_decay",
           "attention_logit_growth", "output_logit_divergence", "initialization", "lr_schedule", "label_noise"}
+BENCH_RUNS = Path(__file__).resolve().parents[1] / "benchmarks/diagnosis/runs"
 
 
 def _rank(table, symptom=None):
@@ -166,12 +167,9 @@ def test_next_steps_are_data_the_cli_renders():
 def test_absurd_weight_decay_counts_without_a_bad_curve():
     # A real PyTorch CNN at AdamW weight decay 40 (lr 2e-3: 8% shrink per step, 16 e-folds over 200 steps)
     # stalls so smoothly that no curve finding is a warning; the config alone must still name the cause.
-    run = Path(__file__).resolve().parents[1] / "benchmarks/diagnosis/runs/torch_cnn_adamw_wd_extreme_r7_dev_s61"
-    hyps = _rank(read_run(run), "progress stops after a few steps")
+    hyps = _rank(read_run(BENCH_RUNS / "torch_cnn_adamw_wd_extreme_r7_dev_s61"), "progress stops after a few steps")
     assert hyps[0].cause == "weight_decay" and "weight_decay 40" in hyps[0].evidence[0]
 
-
-BENCH_RUNS = Path(__file__).resolve().parents[1] / "benchmarks/diagnosis/runs"
 
 
 def test_stall_right_after_a_start_without_warmup_is_the_warmup():

@@ -15,7 +15,8 @@ from ntjax.diagnostics.runtable import Series
 OVERFIT_MIN_STALL = 0.2  # eval has not improved for the last 20% of the run...
 OVERFIT_TRAIN_DROP = 0.03  # ...while train fell 3% more: the model memorises instead of generalising
 OVERFIT_RISE = 0.03  # eval 3% above its best at the end: past noise, early stopping would have helped
-OVERFIT_NOISE_SIGMAS = 2.0  # ...and twice the eval's own scatter, against a smoothed best (20+ eval points)
+OVERFIT_SMOOTH_POINTS = 20  # with this many eval points the best is read on the smoothed curve, else raw
+OVERFIT_NOISE_SIGMAS = 2.0  # ...and twice the eval's own scatter, against a smoothed best
 # ...or four times it against the raw lowest of fewer points: the minimum of 10-20 noisy points sits ~1.5
 # sigma below the level of a flat curve, so 2 sigma left half a sigma of margin
 OVERFIT_NOISE_SIGMAS_RAW = 4.0
@@ -45,7 +46,8 @@ def detect_overfitting(train: Series | None, eval_: Series) -> list[Finding]:
     """Eval stops improving (or rises) while train keeps falling: where eval bottomed and how far it rose."""
     if train is None or len(train) < 3 or len(eval_) < 3:
         return []
-    y = _smooth(eval_) if len(eval_) >= 20 else eval_.value
+    smoothed = len(eval_) >= OVERFIT_SMOOTH_POINTS
+    y = _smooth(eval_) if smoothed else eval_.value
     best = int(np.argmin(y))
     span = max(1, int(max(train.step[-1], eval_.step[-1]) - min(train.step[0], eval_.step[0])))
     stall = (eval_.step[-1] - eval_.step[best]) / span
@@ -63,7 +65,7 @@ def detect_overfitting(train: Series | None, eval_: Series) -> list[Finding]:
     # eval batches scatter by several percent, the raw minimum of them sits low, and one high point is no trend)
     later = np.log(np.maximum(eval_.value[len(eval_) // 2:], 1e-12))
     noise = (sm.MAD_TO_SIGMA * float(np.median(np.abs(np.diff(later)))) / np.sqrt(2)) if later.size >= 4 else 0.0
-    sigmas = OVERFIT_NOISE_SIGMAS if len(eval_) >= 20 else OVERFIT_NOISE_SIGMAS_RAW
+    sigmas = OVERFIT_NOISE_SIGMAS if smoothed else OVERFIT_NOISE_SIGMAS_RAW
     severity = "warning" if rise >= max(OVERFIT_RISE, sigmas * noise) else "info"
     return [Finding("overfitting", eval_.name, int(eval_.step[best]), int(eval_.step[-1]), severity,
                     float(np.clip(0.5 + rise + train_drop / 4, 0, 0.95)),
